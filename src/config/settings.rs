@@ -1,0 +1,554 @@
+//! Step three of configuration: validate the merged inputs into typed settings. Nothing
+//! downstream re-validates: a `Settings` value is always complete and consistent.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Serialize;
+use url::Url;
+
+use super::bandwidth;
+use super::inputs::{Inputs, Origin, RepositoryInput, Sourced};
+use super::{ConfigError, Secret};
+use crate::idf::{Idf, WantedApp};
+
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/igel-update-agent";
+pub const DEFAULT_CONTROL_SOCKET: &str = "/run/igel-update-agent/control.sock";
+const MAX_PRIORITY: i64 = u32::MAX as i64;
+pub const HIDDEN_PRIORITY: i64 = -1;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Settings {
+    pub files: Vec<PathBuf>,
+    pub paths: PathSettings,
+    pub update: UpdateSettings,
+    #[serde(rename = "repository")]
+    pub repositories: Vec<RepositorySettings>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ums: Option<UmsSettings>,
+    #[serde(rename = "app")]
+    pub apps: Vec<WantedApp>,
+    #[serde(skip)]
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PathSettings {
+    pub state_dir: PathBuf,
+    pub apps_dir: PathBuf,
+    pub control_socket: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RebootPolicy {
+    Never,
+    Ask,
+    Immediately,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct UpdateSettings {
+    pub activate_after_installation: bool,
+    pub bandwidth_limit_enabled: bool,
+    /// The limit as written (or the default when the written one was not valid).
+    pub bandwidth_limit: String,
+    pub bandwidth_limit_bytes_per_sec: u64,
+    pub parallel_downloads: usize,
+    pub check_on_boot: bool,
+    #[serde(with = "human_duration")]
+    pub splay: Duration,
+    pub reboot_after_activation: RebootPolicy,
+    #[serde(with = "human_duration")]
+    pub reboot_timeout: Duration,
+    pub reboot_command: Vec<String>,
+    pub notify_command: Vec<String>,
+    pub max_deferrals: u32,
+    #[serde(with = "human_duration")]
+    pub reminder_interval: Duration,
+    pub activate_hook: Vec<String>,
+    #[serde(with = "human_duration")]
+    pub connect_timeout: Duration,
+    #[serde(with = "human_duration")]
+    pub read_timeout: Duration,
+    pub retries: u32,
+    #[serde(with = "human_duration")]
+    pub retry_backoff: Duration,
+}
+
+impl UpdateSettings {
+    /// Bytes per second all transfers share, or `None` when no limit is in force.
+    pub fn effective_limit(&self) -> Option<u64> {
+        self.bandwidth_limit_enabled
+            .then_some(self.bandwidth_limit_bytes_per_sec)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "auth", rename_all = "lowercase")]
+pub enum RepositoryAuth {
+    None,
+    Basic { username: String, password: Secret },
+    Digest { username: String, password: Secret },
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RepositorySettings {
+    pub name: String,
+    pub url: Url,
+    pub priority: i64,
+    #[serde(flatten)]
+    pub auth: RepositoryAuth,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_certificate: Option<PathBuf>,
+    #[serde(skip)]
+    pub origin: Origin,
+}
+
+impl RepositorySettings {
+    /// Synced, but not to be used by devices yet (priority -1).
+    pub fn hidden(&self) -> bool {
+        self.priority == HIDDEN_PRIORITY
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct UmsSettings {
+    pub urls: Vec<String>,
+    pub ca_certificate: Option<PathBuf>,
+    pub client_certificate: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+    pub device_id: Option<String>,
+    pub allow_insecure: bool,
+}
+
+mod human_duration {
+    pub fn serialize<S: serde::Serializer>(
+        d: &std::time::Duration,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+}
+
+fn invalid(origin: &Origin, key: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        origin: origin.clone(),
+        key: key.to_string(),
+        reason: reason.into(),
+    }
+}
+
+fn duration(
+    input: &Option<Sourced<String>>,
+    key: &str,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
+    match input {
+        None => Ok(default),
+        Some(s) => humantime::parse_duration(&s.value).map_err(|e| {
+            invalid(
+                &s.origin,
+                key,
+                format!(
+                    "{:?} is not a duration ({e}); write e.g. \"30s\", \"5m\", \"1h\"",
+                    s.value
+                ),
+            )
+        }),
+    }
+}
+
+fn count(
+    input: &Option<Sourced<i64>>,
+    key: &str,
+    default: i64,
+    range: std::ops::RangeInclusive<i64>,
+) -> Result<i64, ConfigError> {
+    match input {
+        None => Ok(default),
+        Some(s) if range.contains(&s.value) => Ok(s.value),
+        Some(s) => Err(invalid(
+            &s.origin,
+            key,
+            format!("{} is outside {}..={}", s.value, range.start(), range.end()),
+        )),
+    }
+}
+
+fn flag(input: &Option<Sourced<bool>>, default: bool) -> bool {
+    input.as_ref().map_or(default, |s| s.value)
+}
+
+fn argv(input: &Option<Sourced<Vec<String>>>, default: &[&str]) -> Vec<String> {
+    input.as_ref().map_or_else(
+        || default.iter().map(|s| s.to_string()).collect(),
+        |s| s.value.clone(),
+    )
+}
+
+/// Validates merged inputs. `state_dir_override` is the `--state-dir` flag or its variable.
+pub fn validate(
+    inputs: Inputs,
+    state_dir_override: Option<&Path>,
+) -> Result<Settings, ConfigError> {
+    let mut warnings = Vec::new();
+    let state_dir = state_dir_override
+        .map(Path::to_path_buf)
+        .or_else(|| inputs.state_dir.as_ref().map(|s| s.value.clone()))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR));
+    let paths = PathSettings {
+        apps_dir: inputs
+            .apps_dir
+            .as_ref()
+            .map_or_else(|| state_dir.join("apps"), |s| s.value.clone()),
+        control_socket: inputs.control_socket.as_ref().map_or_else(
+            || PathBuf::from(DEFAULT_CONTROL_SOCKET),
+            |s| s.value.clone(),
+        ),
+        state_dir,
+    };
+    let update = validate_update(&inputs, &mut warnings)?;
+    let mut repositories = Vec::new();
+    for input in &inputs.repositories {
+        let repo = validate_repository(input, &mut warnings)?;
+        if let Some(first) = repositories
+            .iter()
+            .find(|r: &&RepositorySettings| r.name == repo.name)
+        {
+            return Err(invalid(
+                &input.name.origin,
+                "repository.name",
+                format!(
+                    "repository {:?} is already defined at {}",
+                    repo.name, first.origin
+                ),
+            ));
+        }
+        repositories.push(repo);
+    }
+    sort_in_try_order(&mut repositories);
+    let ums = inputs.ums.as_ref().map(|u| UmsSettings {
+        urls: u.urls.iter().map(|s| s.value.clone()).collect(),
+        ca_certificate: u.ca_certificate.as_ref().map(|s| s.value.clone()),
+        client_certificate: u.client_certificate.as_ref().map(|s| s.value.clone()),
+        client_key: u.client_key.as_ref().map(|s| s.value.clone()),
+        device_id: u
+            .device_id
+            .as_ref()
+            .map(|s| s.value.clone())
+            .filter(|s| !s.is_empty()),
+        allow_insecure: flag(&u.allow_insecure, false),
+    });
+    let apps = validate_apps(&inputs)?;
+    Ok(Settings {
+        files: inputs.files,
+        paths,
+        update,
+        repositories,
+        ums,
+        apps,
+        warnings,
+    })
+}
+
+/// Larger priority first; ties by name so the order is the same on every device.
+pub fn sort_in_try_order(repositories: &mut [RepositorySettings]) {
+    repositories.sort_by(|a, b| {
+        b.priority
+            .cmp(&a.priority)
+            .then_with(|| a.name.cmp(&b.name))
+    });
+}
+
+fn validate_update(
+    inputs: &Inputs,
+    warnings: &mut Vec<String>,
+) -> Result<UpdateSettings, ConfigError> {
+    let u = &inputs.update;
+    let (limit_text, limit_bytes) = match &u.bandwidth_limit {
+        None => (
+            bandwidth::DEFAULT_LIMIT.to_string(),
+            bandwidth::DEFAULT_LIMIT_BYTES,
+        ),
+        Some(s) => {
+            let text = s.value.text();
+            let (bytes, warning) = bandwidth::parse_limit_or_default(&text, &s.origin.to_string());
+            match warning {
+                Some(w) => {
+                    warnings.push(w);
+                    (bandwidth::DEFAULT_LIMIT.to_string(), bytes)
+                }
+                None => (text, bytes),
+            }
+        }
+    };
+    let reboot_after_activation = match &u.reboot_after_activation {
+        None => RebootPolicy::Never,
+        Some(s) => match s.value.as_str() {
+            "never" => RebootPolicy::Never,
+            "ask" => RebootPolicy::Ask,
+            "immediately" => RebootPolicy::Immediately,
+            other => {
+                return Err(invalid(
+                    &s.origin,
+                    "update.reboot_after_activation",
+                    format!("{other:?} is not one of \"never\", \"ask\", \"immediately\""),
+                ));
+            }
+        },
+    };
+    Ok(UpdateSettings {
+        activate_after_installation: flag(&u.activate_after_installation, true),
+        bandwidth_limit_enabled: flag(&u.bandwidth_limit_enabled, false),
+        bandwidth_limit: limit_text,
+        bandwidth_limit_bytes_per_sec: limit_bytes,
+        parallel_downloads: count(
+            &u.parallel_downloads,
+            "update.parallel_downloads",
+            2,
+            1..=16,
+        )? as usize,
+        check_on_boot: flag(&u.check_on_boot, true),
+        splay: duration(&u.splay, "update.splay", Duration::ZERO)?,
+        reboot_after_activation,
+        reboot_timeout: duration(
+            &u.reboot_timeout,
+            "update.reboot_timeout",
+            Duration::from_secs(60),
+        )?,
+        reboot_command: argv(&u.reboot_command, &["systemctl", "reboot"]),
+        notify_command: argv(&u.notify_command, &[]),
+        max_deferrals: count(&u.max_deferrals, "update.max_deferrals", 3, 0..=1000)? as u32,
+        reminder_interval: duration(
+            &u.reminder_interval,
+            "update.reminder_interval",
+            Duration::from_secs(3600),
+        )?,
+        activate_hook: argv(&u.activate_hook, &[]),
+        connect_timeout: duration(
+            &u.connect_timeout,
+            "update.connect_timeout",
+            Duration::from_secs(15),
+        )?,
+        read_timeout: duration(
+            &u.read_timeout,
+            "update.read_timeout",
+            Duration::from_secs(60),
+        )?,
+        retries: count(&u.retries, "update.retries", 4, 0..=100)? as u32,
+        retry_backoff: duration(
+            &u.retry_backoff,
+            "update.retry_backoff",
+            Duration::from_secs(2),
+        )?,
+    })
+}
+
+fn validate_repository(
+    input: &RepositoryInput,
+    warnings: &mut Vec<String>,
+) -> Result<RepositorySettings, ConfigError> {
+    let name = &input.name;
+    if name.value.is_empty()
+        || !name
+            .value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+    {
+        return Err(invalid(
+            &name.origin,
+            "repository.name",
+            format!("{:?} is not a name (A-Z a-z 0-9 . _ -)", name.value),
+        ));
+    }
+    let url = parse_repository_url(&input.url)?;
+    let priority = match &input.priority {
+        None => 100,
+        Some(p) if p.value == HIDDEN_PRIORITY || (0..=MAX_PRIORITY).contains(&p.value) => p.value,
+        Some(p) => {
+            return Err(invalid(
+                &p.origin,
+                "repository.priority",
+                format!("{} is outside 0..=4294967295 (or -1 for hidden)", p.value),
+            ));
+        }
+    };
+    if let Some(origin) = &input.password {
+        return Err(invalid(
+            origin,
+            "repository.password",
+            "passwords are not written into the configuration; put it in a file readable only by \
+             the agent and set password_file, or use credential = \"NAME\" with systemd LoadCredential=",
+        ));
+    }
+    let scheme = match &input.auth {
+        None if input.username.is_some() => "digest",
+        None => "none",
+        Some(a) => match a.value.as_str() {
+            s @ ("digest" | "basic" | "none") => s,
+            other => {
+                return Err(invalid(
+                    &a.origin,
+                    "repository.auth",
+                    format!("{other:?} is not one of \"digest\", \"basic\", \"none\""),
+                ));
+            }
+        },
+    };
+    let auth = if scheme == "none" {
+        RepositoryAuth::None
+    } else {
+        let username = input
+            .username
+            .as_ref()
+            .map(|u| u.value.clone())
+            .ok_or_else(|| {
+                invalid(
+                    &input.origin,
+                    "repository.username",
+                    format!("auth = {scheme:?} needs a username"),
+                )
+            })?;
+        let password = read_password(input, scheme)?;
+        if url.scheme() == "http" {
+            warnings.push(format!(
+                "{}: repository {:?} sends its password over plain http; use https",
+                input.url.origin, name.value
+            ));
+        }
+        if scheme == "basic" {
+            RepositoryAuth::Basic { username, password }
+        } else {
+            RepositoryAuth::Digest { username, password }
+        }
+    };
+    Ok(RepositorySettings {
+        name: name.value.clone(),
+        url,
+        priority,
+        auth,
+        ca_certificate: input.ca_certificate.as_ref().map(|s| s.value.clone()),
+        origin: input.origin.clone(),
+    })
+}
+
+fn parse_repository_url(input: &Sourced<String>) -> Result<Url, ConfigError> {
+    let mut url = Url::parse(&input.value).map_err(|e| {
+        invalid(
+            &input.origin,
+            "repository.url",
+            format!("{:?} is not a URL: {e}", input.value),
+        )
+    })?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err(invalid(
+            &input.origin,
+            "repository.url",
+            format!("{:?} is not an http(s) URL", input.value),
+        ));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(invalid(
+            &input.origin,
+            "repository.url",
+            "the URL must not carry credentials; use username and password_file",
+        ));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(invalid(
+            &input.origin,
+            "repository.url",
+            "the URL must not have a query or fragment",
+        ));
+    }
+    if !url.path().ends_with('/') {
+        let path = format!("{}/", url.path());
+        url.set_path(&path);
+    }
+    Ok(url)
+}
+
+fn read_password(input: &RepositoryInput, scheme: &str) -> Result<Secret, ConfigError> {
+    if let Some(file) = &input.password_file {
+        return read_secret_file(&file.value, &file.origin, true);
+    }
+    if let Some(name) = &input.credential {
+        let dir = std::env::var_os("CREDENTIALS_DIRECTORY").ok_or_else(|| {
+            invalid(&name.origin, "repository.credential", format!(
+                "credential {:?} needs $CREDENTIALS_DIRECTORY (systemd LoadCredential=), which is not set", name.value
+            ))
+        })?;
+        if name.value.contains('/') || name.value.is_empty() {
+            return Err(invalid(
+                &name.origin,
+                "repository.credential",
+                format!("{:?} is not a credential name", name.value),
+            ));
+        }
+        return read_secret_file(&Path::new(&dir).join(&name.value), &name.origin, false);
+    }
+    Err(invalid(
+        &input.origin,
+        "repository.password_file",
+        format!("auth = {scheme:?} needs password_file or credential"),
+    ))
+}
+
+fn read_secret_file(path: &Path, origin: &Origin, check_mode: bool) -> Result<Secret, ConfigError> {
+    use std::os::unix::fs::MetadataExt;
+    let key = if check_mode {
+        "repository.password_file"
+    } else {
+        "repository.credential"
+    };
+    let meta = std::fs::metadata(path)
+        .map_err(|e| invalid(origin, key, format!("cannot read {}: {e}", path.display())))?;
+    if check_mode && meta.mode() & 0o077 != 0 {
+        return Err(invalid(
+            origin,
+            key,
+            format!(
+                "{} is readable by group or others (mode {:o}); run chmod 600 on it",
+                path.display(),
+                meta.mode() & 0o777
+            ),
+        ));
+    }
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| invalid(origin, key, format!("cannot read {}: {e}", path.display())))?;
+    let password = text.trim_end_matches(['\n', '\r']).to_string();
+    if password.is_empty() {
+        return Err(invalid(origin, key, format!("{} is empty", path.display())));
+    }
+    Ok(Secret::new(password))
+}
+
+fn validate_apps(inputs: &Inputs) -> Result<Vec<WantedApp>, ConfigError> {
+    let apps: Vec<WantedApp> = inputs
+        .apps
+        .iter()
+        .map(|a| WantedApp {
+            name: a.name.value.clone(),
+            version: a.version.value.clone(),
+            app_json_sha256: a.app_json_sha256.as_ref().map(|s| s.value.clone()),
+        })
+        .collect();
+    let idf = Idf { apps };
+    if let Err(crate::idf::IdfError::Field { field, reason }) = idf.validate() {
+        // `apps[3].name` -> the third [[app]] table.
+        let index: usize = field
+            .trim_start_matches("apps[")
+            .split(']')
+            .next()
+            .and_then(|i| i.parse().ok())
+            .unwrap_or(0);
+        let key = format!("app.{}", field.rsplit('.').next().unwrap_or("name"));
+        let origin = inputs
+            .apps
+            .get(index)
+            .map_or_else(|| inputs.apps[0].origin.clone(), |a| a.origin.clone());
+        return Err(invalid(&origin, &key, reason));
+    }
+    Ok(idf.apps)
+}

@@ -1,0 +1,9 @@
+//! `igel-update-agent`: the on-device update agent for IGEL OS thin clients.
+//!
+//! The data flows one way: IDF ([`idf`]) -> plan ([`agent`]) -> transfer ([`transfer`], over
+//! [`repository`] connections under one [`bandwidth`] limit) -> store ([`store`]) -> report
+//! ([`report`]). [`config`] turns files into typed settings; [`cli`] is the command line.
+
+pub mod config;
+pub mod idf;
+pub mod manifest;

@@ -1,0 +1,300 @@
+//! The `app.json` manifest a repository serves for every app version (DESIGN 4), and the
+//! naming rules shared by manifests, IDFs and the store.
+//!
+//! Everything a manifest says is validated here, once, so that the rest of the agent can trust
+//! names and paths: an app name or a file path from a repository becomes part of a local path,
+//! so a bad one must never get past this module.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// Largest `app.json` the agent accepts.
+pub const MAX_MANIFEST_BYTES: usize = 1024 * 1024;
+/// Largest single file an app may declare (64 GiB).
+pub const MAX_FILE_SIZE: u64 = 64 * 1024 * 1024 * 1024;
+const MAX_PATH_DEPTH: usize = 4;
+const MAX_FILES: usize = 10_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("app.json is {0} bytes; the limit is {MAX_MANIFEST_BYTES}")]
+    TooLarge(usize),
+    #[error("app.json is not valid JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("field `{field}`: {reason}")]
+    Field { field: String, reason: String },
+}
+
+fn field_error(field: impl Into<String>, reason: impl Into<String>) -> ManifestError {
+    ManifestError::Field {
+        field: field.into(),
+        reason: reason.into(),
+    }
+}
+
+/// One file of an app version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSpec {
+    pub path: String,
+    pub size: u64,
+    pub sha256: String,
+}
+
+/// A validated `app.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub name: String,
+    pub version: String,
+    pub files: Vec<FileSpec>,
+    #[serde(default)]
+    pub reboot: bool,
+}
+
+impl Manifest {
+    /// Parses and validates the raw bytes of an `app.json`.
+    pub fn parse(bytes: &[u8]) -> Result<Manifest, ManifestError> {
+        if bytes.len() > MAX_MANIFEST_BYTES {
+            return Err(ManifestError::TooLarge(bytes.len()));
+        }
+        let manifest: Manifest = serde_json::from_slice(bytes)?;
+        manifest.validate()?;
+        Ok(manifest)
+    }
+
+    pub fn validate(&self) -> Result<(), ManifestError> {
+        check_app_name(&self.name).map_err(|r| field_error("name", r))?;
+        check_version(&self.version).map_err(|r| field_error("version", r))?;
+        if self.files.len() > MAX_FILES {
+            return Err(field_error("files", format!("more than {MAX_FILES} files")));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, file) in self.files.iter().enumerate() {
+            check_file_path(&file.path).map_err(|r| field_error(format!("files[{i}].path"), r))?;
+            if file.path == "app.json" {
+                return Err(field_error(
+                    format!("files[{i}].path"),
+                    "`app.json` is the manifest itself and cannot be listed",
+                ));
+            }
+            if !seen.insert(file.path.as_str()) {
+                return Err(field_error(
+                    format!("files[{i}].path"),
+                    format!("`{}` is listed twice", file.path),
+                ));
+            }
+            if file.size > MAX_FILE_SIZE {
+                return Err(field_error(
+                    format!("files[{i}].size"),
+                    format!("{} bytes is over the limit of 64 GiB", file.size),
+                ));
+            }
+            check_sha256(&file.sha256).map_err(|r| field_error(format!("files[{i}].sha256"), r))?;
+        }
+        Ok(())
+    }
+
+    pub fn total_bytes(&self) -> u64 {
+        self.files.iter().map(|f| f.size).sum()
+    }
+}
+
+/// SHA-256 of bytes as lower-case hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// `^[a-z0-9][a-z0-9._+-]{0,63}$`
+pub fn check_app_name(name: &str) -> Result<(), String> {
+    let ok = name.len() <= 64
+        && name
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._+-".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name:?} is not an app name (1-64 of a-z 0-9 . _ + -, starting with a letter or digit)"
+        ))
+    }
+}
+
+/// `^[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}$`
+pub fn check_version(version: &str) -> Result<(), String> {
+    let ok = version.len() <= 64
+        && version
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric())
+        && version
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._+-".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{version:?} is not a version (1-64 of A-Z a-z 0-9 . _ + -, starting with a letter or digit)"
+        ))
+    }
+}
+
+/// Relative path of at most four components of `[A-Za-z0-9._+-]`, none `.` or `..`.
+pub fn check_file_path(path: &str) -> Result<(), String> {
+    if path.is_empty() {
+        return Err("empty path".into());
+    }
+    if path.starts_with('/') {
+        return Err(format!("{path:?} is absolute; paths must be relative"));
+    }
+    let components: Vec<&str> = path.split('/').collect();
+    if components.len() > MAX_PATH_DEPTH {
+        return Err(format!(
+            "{path:?} has more than {MAX_PATH_DEPTH} components"
+        ));
+    }
+    for c in components {
+        if c.is_empty() || c == "." || c == ".." {
+            return Err(format!("{path:?} has an empty, `.` or `..` component"));
+        }
+        if !c
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._+-".contains(&b))
+        {
+            return Err(format!(
+                "{path:?} has a character outside A-Z a-z 0-9 . _ + -"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// 64 lower- or upper-case hex digits.
+pub fn check_sha256(digest: &str) -> Result<(), String> {
+    if digest.len() == 64 && digest.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{digest:?} is not a SHA-256 digest (64 hex digits)"
+        ))
+    }
+}
+
+/// Orders versions the way an administrator reads them: numeric runs compare as numbers,
+/// everything else byte-wise (`1.10` > `1.9`, `120.0.1` > `99.5`).
+pub fn compare_versions(a: &str, b: &str) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    let (mut a, mut b) = (a.as_bytes(), b.as_bytes());
+    loop {
+        match (a.first(), b.first()) {
+            (None, None) => return Ordering::Equal,
+            (None, Some(_)) => return Ordering::Less,
+            (Some(_), None) => return Ordering::Greater,
+            (Some(x), Some(y)) if x.is_ascii_digit() && y.is_ascii_digit() => {
+                let la = a.iter().take_while(|c| c.is_ascii_digit()).count();
+                let lb = b.iter().take_while(|c| c.is_ascii_digit()).count();
+                let (na, nb) = (trim_zeros(&a[..la]), trim_zeros(&b[..lb]));
+                let ord = na.len().cmp(&nb.len()).then_with(|| na.cmp(nb));
+                if ord != Ordering::Equal {
+                    return ord;
+                }
+                a = &a[la..];
+                b = &b[lb..];
+            }
+            (Some(x), Some(y)) => {
+                if x != y {
+                    return x.cmp(y);
+                }
+                a = &a[1..];
+                b = &b[1..];
+            }
+        }
+    }
+}
+
+fn trim_zeros(digits: &[u8]) -> &[u8] {
+    let first = digits
+        .iter()
+        .position(|&d| d != b'0')
+        .unwrap_or(digits.len());
+    &digits[first..]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest_json(path: &str, size: u64, sha: &str) -> String {
+        format!(
+            r#"{{"name":"chromium","version":"120.0.1","files":[{{"path":"{path}","size":{size},"sha256":"{sha}"}}],"reboot":false}}"#
+        )
+    }
+
+    const SHA: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+    #[test]
+    fn valid_manifest_parses() {
+        let m = Manifest::parse(manifest_json("bin/chromium.ipkg", 10, SHA).as_bytes()).unwrap();
+        assert_eq!(m.files[0].path, "bin/chromium.ipkg");
+        assert_eq!(m.total_bytes(), 10);
+    }
+
+    #[test]
+    fn path_traversal_is_rejected_naming_the_field() {
+        for bad in [
+            "../../etc/passwd",
+            "/etc/passwd",
+            "a/./b",
+            "a//b",
+            "a/b/c/d/e",
+            "a b",
+        ] {
+            let err = Manifest::parse(manifest_json(bad, 1, SHA).as_bytes()).unwrap_err();
+            assert!(err.to_string().contains("files[0].path"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn oversized_file_and_bad_digest_are_rejected() {
+        let err = Manifest::parse(manifest_json("a", MAX_FILE_SIZE + 1, SHA).as_bytes());
+        assert!(err.unwrap_err().to_string().contains("files[0].size"));
+        let err = Manifest::parse(manifest_json("a", 1, "abc").as_bytes());
+        assert!(err.unwrap_err().to_string().contains("files[0].sha256"));
+    }
+
+    #[test]
+    fn too_large_manifest_is_rejected_before_parsing() {
+        let big = vec![b' '; MAX_MANIFEST_BYTES + 1];
+        assert!(matches!(
+            Manifest::parse(&big),
+            Err(ManifestError::TooLarge(_))
+        ));
+    }
+
+    #[test]
+    fn names_and_versions_follow_the_design_patterns() {
+        assert!(check_app_name("chromium").is_ok());
+        assert!(check_app_name("a.b+c_d-e").is_ok());
+        assert!(check_app_name("Chromium").is_err());
+        assert!(check_app_name(".hidden").is_err());
+        assert!(check_app_name(&"a".repeat(65)).is_err());
+        assert!(check_version("120.0.1").is_ok());
+        assert!(check_version("RC1").is_ok());
+        assert!(check_version("-1").is_err());
+        assert!(check_version("1/2").is_err());
+    }
+
+    #[test]
+    fn versions_compare_numerically() {
+        use std::cmp::Ordering::*;
+        assert_eq!(compare_versions("1.10", "1.9"), Greater);
+        assert_eq!(compare_versions("120.0.1", "99.5"), Greater);
+        assert_eq!(compare_versions("1.0", "1.0"), Equal);
+        assert_eq!(compare_versions("1.0", "1.0.1"), Less);
+        assert_eq!(compare_versions("01", "1"), Equal);
+    }
+}
