@@ -4,6 +4,7 @@
 //! [`repository`] connections under one [`bandwidth`] limit) -> store ([`store`]) -> report
 //! ([`report`]). [`config`] turns files into typed settings; [`cli`] is the command line.
 
+pub mod bandwidth;
 pub mod config;
 pub mod idf;
 pub mod manifest;
