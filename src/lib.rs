@@ -8,3 +8,7 @@ pub mod bandwidth;
 pub mod config;
 pub mod idf;
 pub mod manifest;
+pub mod repo_server;
+pub mod repository;
+pub mod store;
+pub mod transfer;

@@ -1,0 +1,391 @@
+//! Everything the agent keeps on disk (DESIGN 3): the state journal `state.json`, the
+//! single-instance lock, partial downloads under `staging/`, and complete versions under
+//! `apps/<app>/<version>/`.
+//!
+//! Every change is crash-safe: files are written to a temporary name, fsynced, renamed, and
+//! the directory is fsynced. A version appears under `apps/` in one rename, complete and
+//! verified, or not at all. `store` never touches the network.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::settings::PathSettings;
+use crate::idf::Idf;
+use crate::manifest::Manifest;
+use crate::transfer::{ResumeHint, part_path};
+
+const STATE_FORMAT: u32 = 1;
+/// Progress is written to `state.json` at most this often (state changes: always).
+const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("another igel-update-agent holds {} (is the service running? try `systemctl status igel-update-agent`)", path.display())]
+    Locked { path: PathBuf },
+    #[error("{}: not a valid state journal: {reason}", path.display())]
+    Corrupt { path: PathBuf, reason: String },
+}
+
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// IGEL's "Installed Apps" words for a version's state (DESIGN 6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AppState {
+    Assigned,
+    Downloading,
+    Downloaded,
+    MarkedForInstallation,
+    Installed,
+    DownloadFailed,
+    ActivationFailed,
+    MarkedForRemoval,
+}
+
+impl AppState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AppState::Assigned => "assigned",
+            AppState::Downloading => "downloading",
+            AppState::Downloaded => "downloaded",
+            AppState::MarkedForInstallation => "marked-for-installation",
+            AppState::Installed => "installed",
+            AppState::DownloadFailed => "download-failed",
+            AppState::ActivationFailed => "activation-failed",
+            AppState::MarkedForRemoval => "marked-for-removal",
+        }
+    }
+}
+
+/// What the agent knows about one app.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppRecord {
+    pub name: String,
+    /// The version the IDF wants (the one being downloaded, staged or active).
+    pub version: String,
+    pub state: AppState,
+    #[serde(default)]
+    pub active_version: Option<String>,
+    #[serde(default)]
+    pub bytes_done: u64,
+    #[serde(default)]
+    pub bytes_total: u64,
+    #[serde(default)]
+    pub repository: Option<String>,
+    #[serde(default)]
+    pub error: Option<String>,
+    /// Per file: where its part file came from, to resume with `If-Range`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub files: BTreeMap<String, ResumeHint>,
+}
+
+impl AppRecord {
+    pub fn new(name: &str, version: &str) -> AppRecord {
+        AppRecord {
+            name: name.to_string(),
+            version: version.to_string(),
+            state: AppState::Assigned,
+            active_version: None,
+            bytes_done: 0,
+            bytes_total: 0,
+            repository: None,
+            error: None,
+            files: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct State {
+    pub format: u32,
+    #[serde(default)]
+    pub idf: Option<Idf>,
+    #[serde(default)]
+    pub idf_sha256: Option<String>,
+    #[serde(default)]
+    pub applied_idf_sha256: Option<String>,
+    #[serde(default)]
+    pub update_status: Option<String>,
+    #[serde(default)]
+    pub apps: Vec<AppRecord>,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        State {
+            format: STATE_FORMAT,
+            idf: None,
+            idf_sha256: None,
+            applied_idf_sha256: None,
+            update_status: None,
+            apps: Vec::new(),
+        }
+    }
+}
+
+impl State {
+    pub fn app_mut(&mut self, name: &str) -> Option<&mut AppRecord> {
+        self.apps.iter_mut().find(|a| a.name == name)
+    }
+}
+
+/// Reads `state.json` without taking the lock (for `status`). `None` if there is none yet.
+pub fn read_state(state_dir: &Path) -> Result<Option<State>, StoreError> {
+    let path = state_dir.join("state.json");
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(StoreError::Io { path, source }),
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| StoreError::Corrupt { path, reason: e.to_string() })
+}
+
+/// Writes a file crash-safely: temporary name, fsync, rename, fsync of the directory.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
+    tmp_name.push(".tmp");
+    let tmp = dir.join(tmp_name);
+    let mut file = File::create(&tmp).map_err(io_error(&tmp))?;
+    file.write_all(bytes).map_err(io_error(&tmp))?;
+    file.sync_all().map_err(io_error(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(io_error(path))?;
+    sync_dir(dir)
+}
+
+pub fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io_error(dir))
+}
+
+/// The state directory, held by this process alone while the value lives.
+pub struct Store {
+    state_dir: PathBuf,
+    apps_dir: PathBuf,
+    state: Mutex<State>,
+    last_progress_save: Mutex<Instant>,
+    _lock: File,
+}
+
+impl Store {
+    /// Creates the layout if needed and takes the single-instance lock.
+    pub fn open(paths: &PathSettings) -> Result<Store, StoreError> {
+        let state_dir = paths.state_dir.clone();
+        for dir in [&state_dir, &state_dir.join("staging"), &paths.apps_dir] {
+            std::fs::create_dir_all(dir).map_err(io_error(dir))?;
+        }
+        let lock_path = state_dir.join("lock");
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io_error(&lock_path))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return Err(StoreError::Locked { path: lock_path }),
+            Err(std::fs::TryLockError::Error(source)) => return Err(StoreError::Io { path: lock_path, source }),
+        }
+        let state = read_state(&state_dir)?.unwrap_or_default();
+        Ok(Store {
+            state_dir,
+            apps_dir: paths.apps_dir.clone(),
+            state: Mutex::new(state),
+            last_progress_save: Mutex::new(Instant::now()),
+            _lock: lock,
+        })
+    }
+
+    pub fn state_dir(&self) -> &Path {
+        &self.state_dir
+    }
+
+    /// A copy of the current state.
+    pub fn snapshot(&self) -> State {
+        self.lock_state().clone()
+    }
+
+    fn lock_state(&self) -> std::sync::MutexGuard<'_, State> {
+        match self.state.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    /// Changes the state and writes it to disk before returning.
+    pub fn update<T>(&self, change: impl FnOnce(&mut State) -> T) -> Result<T, StoreError> {
+        let mut state = self.lock_state();
+        let out = change(&mut state);
+        self.save(&state)?;
+        Ok(out)
+    }
+
+    /// Changes the state; writes it only if the last progress write is a while ago.
+    pub fn progress(&self, change: impl FnOnce(&mut State)) -> Result<(), StoreError> {
+        let mut state = self.lock_state();
+        change(&mut state);
+        let mut last = match self.last_progress_save.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        if last.elapsed() >= PROGRESS_INTERVAL {
+            *last = Instant::now();
+            self.save(&state)?;
+        }
+        Ok(())
+    }
+
+    fn save(&self, state: &State) -> Result<(), StoreError> {
+        let path = self.state_dir.join("state.json");
+        let bytes = serde_json::to_vec_pretty(state).map_err(|e| StoreError::Corrupt {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        write_atomic(&path, &bytes)
+    }
+
+    pub fn staging_dir(&self, app: &str, version: &str) -> PathBuf {
+        self.state_dir.join("staging").join(app).join(version)
+    }
+
+    pub fn version_dir(&self, app: &str, version: &str) -> PathBuf {
+        self.apps_dir.join(app).join(version)
+    }
+
+    /// A version is complete once its directory holds its `app.json` (the last thing written).
+    pub fn is_complete(&self, app: &str, version: &str) -> bool {
+        self.version_dir(app, version).join("app.json").is_file()
+    }
+
+    /// Bytes free for downloads in the state directory.
+    pub fn available_bytes(&self) -> Result<u64, StoreError> {
+        let stat = nix::sys::statvfs::statvfs(&self.state_dir).map_err(|e| StoreError::Io {
+            path: self.state_dir.clone(),
+            source: e.into(),
+        })?;
+        Ok(stat.blocks_available() as u64 * stat.fragment_size() as u64)
+    }
+
+    /// Moves a fully downloaded and verified version from staging to `apps/` in one rename.
+    /// Every file's part must be complete and synced.
+    pub fn commit_version(&self, manifest: &Manifest, manifest_bytes: &[u8]) -> Result<PathBuf, StoreError> {
+        let staging = self.staging_dir(&manifest.name, &manifest.version);
+        let mut dirs = std::collections::BTreeSet::new();
+        for file in &manifest.files {
+            let target = staging.join(&file.path);
+            let part = part_path(&target);
+            if part.exists() {
+                std::fs::rename(&part, &target).map_err(io_error(&part))?;
+            }
+            if let Some(parent) = target.parent() {
+                dirs.insert(parent.to_path_buf());
+            }
+        }
+        std::fs::create_dir_all(&staging).map_err(io_error(&staging))?;
+        write_atomic(&staging.join("app.json"), manifest_bytes)?;
+        for dir in &dirs {
+            sync_dir(dir)?;
+        }
+        let target = self.version_dir(&manifest.name, &manifest.version);
+        let app_dir = self.apps_dir.join(&manifest.name);
+        std::fs::create_dir_all(&app_dir).map_err(io_error(&app_dir))?;
+        if target.join("app.json").is_file() {
+            std::fs::remove_dir_all(&staging).map_err(io_error(&staging))?;
+        } else {
+            if target.exists() {
+                // Left by something other than this agent: it is not a complete version.
+                std::fs::remove_dir_all(&target).map_err(io_error(&target))?;
+            }
+            std::fs::rename(&staging, &target).map_err(|source| match source.raw_os_error() {
+                Some(code) if code == nix::errno::Errno::EXDEV as i32 => StoreError::Io {
+                    path: target.clone(),
+                    source: std::io::Error::other(format!(
+                        "apps_dir must be on the same filesystem as {}/staging",
+                        self.state_dir.display()
+                    )),
+                },
+                _ => StoreError::Io { path: target.clone(), source },
+            })?;
+        }
+        sync_dir(&app_dir)?;
+        if let Some(parent) = staging.parent() {
+            sync_dir(parent)?;
+        }
+        Ok(target)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::{FileSpec, sha256_hex};
+
+    fn paths(dir: &Path) -> PathSettings {
+        PathSettings {
+            state_dir: dir.to_path_buf(),
+            apps_dir: dir.join("apps"),
+            control_socket: dir.join("control.sock"),
+        }
+    }
+
+    #[test]
+    fn a_second_store_on_the_same_directory_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let _first = Store::open(&paths(dir.path())).unwrap();
+        assert!(matches!(Store::open(&paths(dir.path())), Err(StoreError::Locked { .. })));
+    }
+
+    #[test]
+    fn state_survives_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(&paths(dir.path())).unwrap();
+            store.update(|s| s.apps.push(AppRecord::new("a", "1"))).unwrap();
+        }
+        let state = read_state(dir.path()).unwrap().unwrap();
+        assert_eq!(state.apps[0].name, "a");
+        assert!(!dir.path().join("state.json.tmp").exists());
+    }
+
+    #[test]
+    fn commit_moves_a_staged_version_into_apps_in_one_piece() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&paths(dir.path())).unwrap();
+        let manifest = Manifest {
+            name: "a".into(),
+            version: "1".into(),
+            files: vec![FileSpec { path: "bin/x".into(), size: 2, sha256: sha256_hex(b"hi") }],
+            reboot: false,
+        };
+        let staged = store.staging_dir("a", "1").join("bin/x");
+        std::fs::create_dir_all(staged.parent().unwrap()).unwrap();
+        std::fs::write(part_path(&staged), b"hi").unwrap();
+        assert!(!store.is_complete("a", "1"));
+        let target = store.commit_version(&manifest, b"{}").unwrap();
+        assert!(store.is_complete("a", "1"));
+        assert_eq!(std::fs::read(target.join("bin/x")).unwrap(), b"hi");
+        assert!(!store.staging_dir("a", "1").exists());
+    }
+
+    #[test]
+    fn a_corrupt_journal_is_an_error_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("state.json"), b"{not json").unwrap();
+        let err = read_state(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("state.json"), "{err}");
+    }
+}

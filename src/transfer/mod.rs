@@ -1,0 +1,261 @@
+//! Moving one file from the repositories onto the disk (DESIGN 9): repositories in priority
+//! order, 404 -> next at once; connection failures, timeouts and 5xx -> bounded retries with
+//! backoff, then next; a repository failing mid-file -> the next continues at the byte offset;
+//! SHA-256 computed while streaming; never more bytes than the manifest declares; a mismatch
+//! at the end restarts the file once from zero when its bytes came from more than one source.
+//!
+//! `transfer` never decides what to download or when to activate; it gets a file and a list of
+//! repositories and returns a verified file or the reason each repository failed.
+
+mod part;
+pub mod retry;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::bandwidth::{Bandwidth, Meter};
+use crate::manifest::FileSpec;
+use crate::repository::{self, Repository, RepositoryError};
+pub use part::part_path;
+use part::{PartFile, Pipeline};
+pub use retry::RetryPolicy;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TransferError {
+    #[error("{file}: {}", describe_reasons(reasons))]
+    Exhausted {
+        file: String,
+        reasons: Vec<(String, String)>,
+    },
+    #[error("{}: {source}", path.display())]
+    Local { path: PathBuf, source: std::io::Error },
+    #[error("{file}: no repository to download from (none configured, or all hidden)")]
+    NoRepository { file: String },
+}
+
+fn describe_reasons(reasons: &[(String, String)]) -> String {
+    let list: Vec<String> = reasons.iter().map(|(repo, why)| format!("{repo}: {why}")).collect();
+    format!("every repository failed ({})", list.join("; "))
+}
+
+/// One file to fetch, and where it goes.
+#[derive(Debug, Clone)]
+pub struct FileJob {
+    pub app: String,
+    pub version: String,
+    pub spec: FileSpec,
+    /// Path of the file below the repository root: `<app>/<version>/<path>`.
+    pub remote: String,
+    /// Where the verified file ends up (its `.part` sits beside it).
+    pub local: PathBuf,
+    /// What an earlier run learned: which repository wrote the part file, and its ETag.
+    pub resume: Option<ResumeHint>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ResumeHint {
+    pub repository: String,
+    pub etag: Option<String>,
+}
+
+/// What the transfer tells its caller as it goes.
+pub trait Observer: Send + Sync {
+    /// Bytes are now coming from `repository`; `etag` lets a later run resume with `If-Range`.
+    fn source(&self, job: &FileJob, hint: &ResumeHint);
+    /// The part file grew (or, negative, was thrown away).
+    fn progress(&self, job: &FileJob, delta: i64);
+    /// A repository failed for this file and the next is tried.
+    fn failover(&self, job: &FileJob, repository: &str, reason: &str);
+}
+
+/// A verified file: which repository completed it.
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    pub repository: String,
+}
+
+pub struct Transfer {
+    repositories: Vec<Arc<Repository>>,
+    bandwidth: Arc<Bandwidth>,
+    policy: RetryPolicy,
+}
+
+enum Attempt {
+    Repo(RepositoryError),
+    Local(std::io::Error),
+}
+
+impl From<RepositoryError> for Attempt {
+    fn from(e: RepositoryError) -> Self {
+        Attempt::Repo(e)
+    }
+}
+
+impl Transfer {
+    /// `repositories` in the order to try, hidden ones already left out.
+    pub fn new(repositories: Vec<Arc<Repository>>, bandwidth: Arc<Bandwidth>, policy: RetryPolicy) -> Transfer {
+        Transfer {
+            repositories,
+            bandwidth,
+            policy,
+        }
+    }
+
+    pub async fn fetch(&self, job: &FileJob, observer: &dyn Observer) -> Result<Fetched, TransferError> {
+        let local = |source| TransferError::Local {
+            path: job.local.clone(),
+            source,
+        };
+        if self.repositories.is_empty() {
+            return Err(TransferError::NoRepository { file: job.remote.clone() });
+        }
+        let (target, size) = (job.local.clone(), job.spec.size);
+        let part = tokio::task::spawn_blocking(move || PartFile::open(&target, size))
+            .await
+            .map_err(|e| local(std::io::Error::other(e)))?
+            .map_err(local)?;
+        observer.progress(job, part.len() as i64);
+        let mut pipe = Pipeline::new(part);
+        // Bytes already in the part file came from elsewhere unless the hint says otherwise.
+        let mut mixed_from: Option<String> = (pipe.len() > 0).then(|| {
+            job.resume.as_ref().map_or_else(|| "an earlier run".to_string(), |h| h.repository.clone())
+        });
+        let mut restarted = false;
+        let mut reasons = Vec::new();
+        let mut index = 0;
+        while let Some(repo) = self.repositories.get(index) {
+            if mixed_from.as_deref() == Some(repo.name()) {
+                mixed_from = None;
+            }
+            let result = self.fetch_from(repo, job, &mut pipe, observer).await;
+            let reason = match result {
+                Err(Attempt::Local(e)) => return Err(local(e)),
+                Err(Attempt::Repo(e)) => format!("{e}"),
+                Ok(()) => {
+                    let digest = pipe.with_part(|p| p.sync().map(|_| p.digest())).await.map_err(local)?;
+                    if digest.eq_ignore_ascii_case(&job.spec.sha256) {
+                        return Ok(Fetched {
+                            repository: repo.name().to_string(),
+                        });
+                    }
+                    let written = pipe.len();
+                    pipe.with_part(|p| p.reset()).await.map_err(local)?;
+                    observer.progress(job, -(written as i64));
+                    let reason = format!("SHA-256 mismatch (got {digest}, app.json says {})", job.spec.sha256);
+                    if mixed_from.take().is_some() && !restarted {
+                        // The bytes came from several sources: we cannot tell which one was bad.
+                        restarted = true;
+                        observer.failover(job, repo.name(), &format!("{reason}; restarting the file from zero"));
+                        continue;
+                    }
+                    reason
+                }
+            };
+            observer.failover(job, repo.name(), &reason);
+            reasons.push((repo.name().to_string(), reason));
+            if pipe.len() > 0 {
+                mixed_from = Some(repo.name().to_string());
+            }
+            index += 1;
+        }
+        Err(TransferError::Exhausted {
+            file: job.remote.clone(),
+            reasons,
+        })
+    }
+
+    /// Tries one repository until the file is complete or the retries are used up.
+    async fn fetch_from(&self, repo: &Repository, job: &FileJob, pipe: &mut Pipeline, observer: &dyn Observer) -> Result<(), Attempt> {
+        let mut failures = 0;
+        loop {
+            if pipe.len() == job.spec.size {
+                return Ok(());
+            }
+            let before = pipe.len();
+            let error = match self.attempt(repo, job, pipe, observer).await {
+                Ok(()) => continue,
+                Err(Attempt::Repo(e)) if e.is_retryable() => e,
+                Err(other) => return Err(other),
+            };
+            failures = if pipe.len() > before { 1 } else { failures + 1 };
+            if failures > self.policy.retries {
+                return Err(Attempt::Repo(error));
+            }
+            if error.retry_after().is_some_and(|d| d > retry::MAX_RETRY_AFTER) {
+                return Err(Attempt::Repo(error));
+            }
+            let pause = self.policy.pause(failures, error.retry_after());
+            tracing::info!(
+                app = %job.app, version = %job.version, repository = repo.name(),
+                "{}: {error}; retrying in {:.1}s", job.spec.path, pause.as_secs_f64()
+            );
+            tokio::time::sleep(pause).await;
+        }
+    }
+
+    /// One request: from the current offset to the end of the file or the first error.
+    async fn attempt(&self, repo: &Repository, job: &FileJob, pipe: &mut Pipeline, observer: &dyn Observer) -> Result<(), Attempt> {
+        let offset = pipe.len();
+        let etag = job
+            .resume
+            .as_ref()
+            .filter(|h| h.repository == repo.name())
+            .and_then(|h| h.etag.clone());
+        // If-Range only with a validator of this same repository: another mirror's ETag
+        // would never match, and the SHA-256 check guards against mixed copies anyway.
+        let mut download = repo.download(&job.remote, offset, etag.as_deref()).await?;
+        let size = job.spec.size;
+        if let Some(total) = download.total
+            && total != size
+        {
+            return Err(Attempt::Repo(RepositoryError::Protocol {
+                url: download.url,
+                reason: format!("the server has {total} bytes, app.json says {size}"),
+            }));
+        }
+        observer.source(job, &ResumeHint {
+            repository: repo.name().to_string(),
+            etag: download.etag.clone(),
+        });
+        if download.start == 0 && offset > 0 {
+            // The server ignored Range (or its copy changed): start over, never splice.
+            pipe.with_part(|p| p.reset()).await.map_err(Attempt::Local)?;
+            observer.progress(job, -(offset as i64));
+        }
+        let mut meter = Meter::default();
+        while let Some(chunk) = repository::next_chunk(&mut download).await? {
+            let room = size - pipe.len();
+            let overflow = chunk.len() as u64 > room;
+            let chunk = if overflow { chunk.slice(..room as usize) } else { chunk };
+            self.write_limited(job, pipe, &mut meter, chunk, observer).await?;
+            if overflow {
+                return Err(Attempt::Repo(RepositoryError::Protocol {
+                    url: download.url,
+                    reason: format!("the server sent more than the {size} bytes app.json declares"),
+                }));
+            }
+        }
+        if pipe.len() < size {
+            return Err(Attempt::Repo(RepositoryError::Connection {
+                url: download.url,
+                kind: repository::FailureKind::Body,
+                message: format!("the response ended after {} of {size} bytes", pipe.len()),
+            }));
+        }
+        Ok(())
+    }
+
+    /// Passes a chunk on in pieces of at most one burst, each after the bandwidth allows it.
+    async fn write_limited(&self, job: &FileJob, pipe: &mut Pipeline, meter: &mut Meter, mut chunk: Bytes, observer: &dyn Observer) -> Result<(), Attempt> {
+        while !chunk.is_empty() {
+            let piece = chunk.split_to(self.bandwidth.piece_size().min(chunk.len()));
+            self.bandwidth.charge(meter, piece.len()).await;
+            let n = piece.len() as i64;
+            pipe.push(piece).await.map_err(Attempt::Local)?;
+            observer.progress(job, n);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,54 @@
+//! How long to wait before trying a repository again: exponential backoff with jitter, or what
+//! the server asked for with `Retry-After` when that is reasonable.
+
+use std::time::Duration;
+
+use rand::Rng;
+
+/// Longest pause between two attempts at one repository.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// A server asking for a longer pause than this is skipped in favour of the next repository.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
+
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    /// Attempts after the first one that made no progress.
+    pub retries: u32,
+    pub base: Duration,
+}
+
+impl RetryPolicy {
+    /// The pause before attempt `n` (1 = the first retry): half fixed, half random, so a fleet
+    /// that failed together does not come back together.
+    pub fn backoff(&self, n: u32) -> Duration {
+        let exp = self.base.saturating_mul(1u32 << n.saturating_sub(1).min(16)).min(MAX_BACKOFF);
+        let half = exp / 2;
+        half + rand::rng().random_range(Duration::ZERO..=half)
+    }
+
+    /// The pause before the next attempt, honouring `Retry-After`.
+    pub fn pause(&self, n: u32, retry_after: Option<Duration>) -> Duration {
+        match retry_after {
+            Some(after) => after.min(MAX_RETRY_AFTER),
+            None => self.backoff(n),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_stays_bounded() {
+        let p = RetryPolicy { retries: 5, base: Duration::from_secs(1) };
+        for _ in 0..50 {
+            let first = p.backoff(1);
+            assert!(first >= Duration::from_millis(500) && first <= Duration::from_secs(1));
+            let third = p.backoff(3);
+            assert!(third >= Duration::from_secs(2) && third <= Duration::from_secs(4));
+            assert!(p.backoff(40) <= MAX_BACKOFF);
+        }
+        assert_eq!(p.pause(1, Some(Duration::from_secs(7))), Duration::from_secs(7));
+    }
+}
