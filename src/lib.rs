@@ -4,11 +4,14 @@
 //! [`repository`] connections under one [`bandwidth`] limit) -> store ([`store`]) -> report
 //! ([`report`]). [`config`] turns files into typed settings; [`cli`] is the command line.
 
+pub mod agent;
 pub mod bandwidth;
+pub mod cli;
 pub mod config;
 pub mod idf;
 pub mod manifest;
 pub mod repo_server;
+pub mod report;
 pub mod repository;
 pub mod store;
 pub mod transfer;

@@ -40,7 +40,10 @@ pub enum RepoServerError {
     #[error("{}: is not a directory; give the repository's top directory", path.display())]
     NotADirectory { path: PathBuf },
     #[error("{}: the app.json for this directory would be invalid: {source}", path.display())]
-    Manifest { path: PathBuf, source: ManifestError },
+    Manifest {
+        path: PathBuf,
+        source: ManifestError,
+    },
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: SocketAddr, source: io::Error },
     #[error("WebDAV server on {addr} stopped: {source}")]

@@ -1,0 +1,120 @@
+//! Planning: turn the wanted apps of an IDF into exact versions and their manifests, asking
+//! the visible repositories in priority order. `latest` becomes the highest version listed by
+//! the highest-priority repository that has the app; a pinned `app_json_sha256` makes every
+//! repository a mere mirror of that exact manifest.
+
+use std::sync::Arc;
+
+use crate::idf::WantedApp;
+use crate::manifest::{Manifest, MAX_MANIFEST_BYTES, check_version, compare_versions, sha256_hex};
+use crate::repository::Repository;
+
+/// An app whose version and manifest are known.
+#[derive(Debug, Clone)]
+pub struct PlannedApp {
+    pub wanted: WantedApp,
+    pub manifest: Manifest,
+    pub manifest_bytes: Vec<u8>,
+    pub manifest_repository: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{app}: {reason}")]
+pub struct PlanError {
+    pub app: String,
+    pub reason: String,
+}
+
+fn reasons_text(reasons: &[String]) -> String {
+    if reasons.is_empty() {
+        "no repository to ask (none configured, or all hidden)".into()
+    } else {
+        reasons.join("; ")
+    }
+}
+
+/// Resolves `latest` to a version; other versions are returned as they are.
+pub async fn resolve_version(repos: &[Arc<Repository>], app: &WantedApp) -> Result<WantedApp, PlanError> {
+    if !app.wants_latest() {
+        return Ok(app.clone());
+    }
+    let mut reasons = Vec::new();
+    for repo in repos {
+        match repo.list(&format!("{}/", app.name)).await {
+            Ok(entries) => {
+                let newest = entries
+                    .into_iter()
+                    .filter(|e| e.is_dir && check_version(&e.name).is_ok())
+                    .map(|e| e.name)
+                    .max_by(|a, b| compare_versions(a, b));
+                match newest {
+                    Some(version) => {
+                        tracing::info!(app = %app.name, version = %version, repository = repo.name(),
+                            "{}: latest is {version} (listed by {})", app.name, repo.name());
+                        return Ok(WantedApp {
+                            version,
+                            ..app.clone()
+                        });
+                    }
+                    None => reasons.push(format!("{}: lists no version", repo.name())),
+                }
+            }
+            Err(e) => reasons.push(format!("{}: {e}", repo.name())),
+        }
+    }
+    Err(PlanError {
+        app: app.name.clone(),
+        reason: format!("cannot resolve `latest`: {}", reasons_text(&reasons)),
+    })
+}
+
+/// Fetches and validates the manifest of a resolved app from the first repository that has a
+/// good one.
+pub async fn fetch_manifest(repos: &[Arc<Repository>], app: &WantedApp) -> Result<PlannedApp, PlanError> {
+    let path = format!("{}/{}/app.json", app.name, app.version);
+    let mut reasons = Vec::new();
+    for repo in repos {
+        let bytes = match repo.fetch_small(&path, MAX_MANIFEST_BYTES).await {
+            Ok(b) => b,
+            Err(e) => {
+                reasons.push(format!("{}: {e}", repo.name()));
+                continue;
+            }
+        };
+        if let Some(pin) = &app.app_json_sha256 {
+            let digest = sha256_hex(&bytes);
+            if !digest.eq_ignore_ascii_case(pin) {
+                reasons.push(format!("{}: app.json has SHA-256 {digest}, the IDF pins {pin}", repo.name()));
+                continue;
+            }
+        }
+        let manifest = match Manifest::parse(&bytes) {
+            Ok(m) => m,
+            Err(e) => {
+                reasons.push(format!("{}: {path}: {e}", repo.name()));
+                continue;
+            }
+        };
+        if manifest.name != app.name || manifest.version != app.version {
+            reasons.push(format!(
+                "{}: {path} describes {} {}, not {} {}",
+                repo.name(),
+                manifest.name,
+                manifest.version,
+                app.name,
+                app.version
+            ));
+            continue;
+        }
+        return Ok(PlannedApp {
+            wanted: app.clone(),
+            manifest,
+            manifest_bytes: bytes.to_vec(),
+            manifest_repository: repo.name().to_string(),
+        });
+    }
+    Err(PlanError {
+        app: app.name.clone(),
+        reason: format!("no usable app.json for version {}: {}", app.version, reasons_text(&reasons)),
+    })
+}

@@ -1,0 +1,110 @@
+//! `config check`, `config import-registry` and `repos`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Subcommand;
+use serde::Serialize;
+
+use super::{CmdResult, Failure, Global};
+use crate::config::registry;
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate and print the effective configuration (secrets as ***).
+    Check {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the TOML for a file of IGEL registry keys (key=value lines).
+    ImportRegistry { file: PathBuf },
+}
+
+pub fn run(global: &Global, cmd: Command) -> CmdResult {
+    match cmd {
+        Command::Check { json } => check(global, json),
+        Command::ImportRegistry { file } => import_registry(&file),
+    }
+}
+
+fn check(global: &Global, json: bool) -> CmdResult {
+    let settings = global.settings()?;
+    if json {
+        #[derive(Serialize)]
+        struct Report<'a> {
+            valid: bool,
+            warnings: &'a [String],
+            settings: &'a crate::config::Settings,
+        }
+        let report = Report {
+            valid: true,
+            warnings: &settings.warnings,
+            settings: &settings,
+        };
+        println!("{}", serde_json::to_string_pretty(&report).map_err(Failure::failed)?);
+    } else {
+        let text = toml::to_string_pretty(&settings).map_err(Failure::failed)?;
+        println!("{text}");
+        let files: Vec<String> = settings.files.iter().map(|f| f.display().to_string()).collect();
+        eprintln!(
+            "configuration is valid ({})",
+            if files.is_empty() { "no file: defaults".to_string() } else { files.join(", ") }
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn import_registry(file: &std::path::Path) -> CmdResult {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| Failure::usage(anyhow::anyhow!("cannot read {}: {e}", file.display())))?;
+    let toml = registry::to_toml(&text, "/etc/igel-update-agent")
+        .map_err(|e| Failure::usage(anyhow::anyhow!("{}: {e}", file.display())))?;
+    print!("{toml}");
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn repos(global: &Global, json: bool) -> CmdResult {
+    let settings = global.settings()?;
+    #[derive(Serialize)]
+    struct Row<'a> {
+        order: Option<usize>,
+        name: &'a str,
+        url: &'a str,
+        priority: i64,
+        auth: &'static str,
+        hidden: bool,
+    }
+    let mut order = 0;
+    let rows: Vec<Row> = settings
+        .repositories
+        .iter()
+        .map(|r| Row {
+            order: (!r.hidden()).then(|| {
+                order += 1;
+                order
+            }),
+            name: &r.name,
+            url: r.url.as_str(),
+            priority: r.priority,
+            auth: match r.auth {
+                crate::config::RepositoryAuth::None => "none",
+                crate::config::RepositoryAuth::Basic { .. } => "basic",
+                crate::config::RepositoryAuth::Digest { .. } => "digest",
+            },
+            hidden: r.hidden(),
+        })
+        .collect();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows).map_err(Failure::failed)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if rows.is_empty() {
+        println!("No repositories configured.");
+    }
+    for r in &rows {
+        let pos = r.order.map_or_else(|| "-".to_string(), |o| format!("{o}."));
+        let note = if r.hidden { "  (hidden: synced, not used by devices yet)" } else { "" };
+        println!("{pos:>3} {:<20} priority {:<10} {:<6} {}{note}", r.name, r.priority, r.auth, r.url);
+    }
+    Ok(ExitCode::SUCCESS)
+}

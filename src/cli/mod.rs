@@ -1,0 +1,128 @@
+//! The command line (DESIGN 8): parsing, logging set-up, and the exit codes every command
+//! shares: 0 success, 1 the operation failed, 2 bad usage, config or input, 3 another
+//! instance holds the lock. One command per file.
+
+mod config_cmd;
+mod delivery;
+mod logging;
+mod status;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{ConfigSource, Settings};
+use crate::store::StoreError;
+
+#[derive(Debug, Parser)]
+#[command(name = "igel-update-agent", version, about = "On-device update agent for IGEL OS thin clients")]
+pub struct Cli {
+    /// Main configuration file (drop-ins: <name>.d/*.toml beside it).
+    #[arg(long, global = true, env = "IGEL_UPDATE_AGENT_CONFIG", value_name = "PATH")]
+    config: Option<PathBuf>,
+    /// State directory (journal, staging, apps, lock).
+    #[arg(long, global = true, env = "IGEL_UPDATE_AGENT_STATE_DIR", value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    /// error, warn, info, debug or trace.
+    #[arg(long, global = true, default_value = "info", value_name = "LEVEL")]
+    log_level: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Transfer and stage the apps of an IDF; never activates.
+    Delivery(delivery::Args),
+    /// Apps with state, version, bytes, repository and error (reads state.json).
+    Status(status::Args),
+    /// Repositories in the order they are tried; hidden ones marked.
+    Repos {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Validate and print the configuration, or translate IGEL registry keys.
+    #[command(subcommand)]
+    Config(config_cmd::Command),
+}
+
+/// A failed command: the message for stderr and the exit code.
+#[derive(Debug)]
+pub struct Failure {
+    code: u8,
+    error: anyhow::Error,
+}
+
+impl Failure {
+    pub fn new(code: u8, error: impl Into<anyhow::Error>) -> Failure {
+        Failure { code, error: error.into() }
+    }
+    /// Exit 1: the operation failed.
+    pub fn failed(error: impl Into<anyhow::Error>) -> Failure {
+        Failure::new(1, error)
+    }
+    /// Exit 2: bad usage, configuration or input.
+    pub fn usage(error: impl Into<anyhow::Error>) -> Failure {
+        Failure::new(2, error)
+    }
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Failure {
+        let code = if matches!(e, StoreError::Locked { .. }) { 3 } else { 1 };
+        Failure::new(code, e)
+    }
+}
+
+pub type CmdResult = Result<ExitCode, Failure>;
+
+/// Global options every command gets.
+pub struct Global {
+    pub config: ConfigSource,
+}
+
+impl Global {
+    /// Loads and validates the configuration; warnings go to the log.
+    pub fn settings(&self) -> Result<Settings, Failure> {
+        let settings = self.config.load().map_err(Failure::usage)?;
+        for warning in &settings.warnings {
+            tracing::warn!("{warning}");
+        }
+        Ok(settings)
+    }
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Err(e) = logging::init(&cli.log_level) {
+        eprintln!("igel-update-agent: {e}");
+        return ExitCode::from(2);
+    }
+    let global = Global {
+        config: ConfigSource::new(cli.config.as_deref(), cli.state_dir.as_deref()),
+    };
+    let result = match cli.command {
+        Command::Delivery(args) => delivery::run(&global, args),
+        Command::Status(args) => status::run(&global, args),
+        Command::Repos { json } => config_cmd::repos(&global, json),
+        Command::Config(cmd) => config_cmd::run(&global, cmd),
+    };
+    match result {
+        Ok(code) => code,
+        Err(failure) => {
+            eprintln!("igel-update-agent: {:#}", failure.error);
+            ExitCode::from(failure.code)
+        }
+    }
+}
+
+/// A runtime for one command: the current thread drives the network, a small blocking pool
+/// does disk writes and hashing.
+pub fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .max_blocking_threads(8)
+        .build()
+        .map_err(Failure::failed)
+}

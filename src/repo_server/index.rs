@@ -1,0 +1,382 @@
+//! `repo index DIR`: describe every `DIR/<app>/<version>/` in its `app.json`.
+//!
+//! Files are hashed while streaming (they can be larger than memory allows), and each
+//! `app.json` replaces the old one atomically, so a server publishing the directory at the same
+//! time never hands out a half-written manifest.
+
+use std::fs::{self, File, Permissions};
+use std::io::{ErrorKind, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use super::RepoServerError;
+use crate::manifest::{self, FileSpec, MAX_MANIFEST_BYTES, Manifest, ManifestError};
+
+const MANIFEST_NAME: &str = "app.json";
+/// Prefix of the temporary file an `app.json` is written to before the rename; a leftover from
+/// an interrupted run is not an app file.
+const TEMP_PREFIX: &str = ".app.json.";
+const HASH_BUFFER_BYTES: usize = 1024 * 1024;
+
+/// Writes `DIR/<app>/<version>/app.json` for every version directory below `dir` and returns
+/// the paths written, in name order. Files that are not directories at the app and version
+/// levels are skipped; a badly named directory, a symbolic link or a path deeper than four
+/// levels is an error naming it. `reboot` is kept from the `app.json` being replaced.
+pub fn index(dir: &Path) -> Result<Vec<PathBuf>, RepoServerError> {
+    let mut written = Vec::new();
+    for (app, app_dir) in subdirectories(dir, manifest::check_app_name)? {
+        for (version, version_dir) in subdirectories(&app_dir, manifest::check_version)? {
+            written.push(index_version(&app, &version, &version_dir)?);
+        }
+    }
+    Ok(written)
+}
+
+/// The directories directly below `dir` whose names pass `check`, sorted by name.
+fn subdirectories(
+    dir: &Path,
+    check: fn(&str) -> Result<(), String>,
+) -> Result<Vec<(String, PathBuf)>, RepoServerError> {
+    let mut found = Vec::new();
+    for (name, path, kind) in entries(dir)? {
+        match kind {
+            Kind::Directory => {
+                check(&name).map_err(|reason| RepoServerError::BadName {
+                    path: path.clone(),
+                    reason,
+                })?;
+                found.push((name, path));
+            }
+            Kind::Symlink => return Err(RepoServerError::Symlink { path }),
+            Kind::File | Kind::Other => {
+                tracing::debug!(path = %path.display(), "not a directory; not part of the repository layout");
+            }
+        }
+    }
+    Ok(found)
+}
+
+enum Kind {
+    Directory,
+    File,
+    Symlink,
+    Other,
+}
+
+/// The entries of `dir` (symbolic links not followed), sorted by name; a name that is not
+/// UTF-8 is an error because it could never be listed in `app.json` or requested by URL.
+fn entries(dir: &Path) -> Result<Vec<(String, PathBuf, Kind)>, RepoServerError> {
+    let read = fs::read_dir(dir).map_err(RepoServerError::io(dir, "read the directory"))?;
+    let mut out = Vec::new();
+    for entry in read {
+        let entry = entry.map_err(RepoServerError::io(dir, "read the directory"))?;
+        let path = entry.path();
+        let file_type = entry
+            .file_type()
+            .map_err(RepoServerError::io(&path, "read the file type"))?;
+        let kind = if file_type.is_symlink() {
+            Kind::Symlink
+        } else if file_type.is_dir() {
+            Kind::Directory
+        } else if file_type.is_file() {
+            Kind::File
+        } else {
+            Kind::Other
+        };
+        let Ok(name) = entry.file_name().into_string() else {
+            return Err(RepoServerError::BadName {
+                path,
+                reason: "the name is not valid UTF-8".into(),
+            });
+        };
+        out.push((name, path, kind));
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}
+
+fn index_version(app: &str, version: &str, dir: &Path) -> Result<PathBuf, RepoServerError> {
+    let target = dir.join(MANIFEST_NAME);
+    let mut paths = Vec::new();
+    collect_files(dir, "", &mut paths)?;
+    paths.sort();
+    let mut files = Vec::with_capacity(paths.len());
+    for path in paths {
+        let (size, sha256) = hash_file(&dir.join(&path))?;
+        files.push(FileSpec { path, size, sha256 });
+    }
+    let manifest = Manifest {
+        name: app.to_owned(),
+        version: version.to_owned(),
+        files,
+        reboot: existing_reboot(&target),
+    };
+    let invalid = |source: ManifestError| RepoServerError::Manifest {
+        path: dir.to_owned(),
+        source,
+    };
+    manifest.validate().map_err(invalid)?;
+    let mut bytes = serde_json::to_vec_pretty(&manifest).map_err(|e| invalid(e.into()))?;
+    bytes.push(b'\n');
+    if bytes.len() > MAX_MANIFEST_BYTES {
+        return Err(invalid(ManifestError::TooLarge(bytes.len())));
+    }
+    write_atomically(dir, &target, &bytes)?;
+    tracing::debug!(path = %target.display(), files = manifest.files.len(), "wrote app.json");
+    Ok(target)
+}
+
+/// Appends the relative path of every regular file below `root/rel_dir` to `out`.
+/// `check_file_path` bounds the depth, so the recursion stops after four levels.
+fn collect_files(root: &Path, rel_dir: &str, out: &mut Vec<String>) -> Result<(), RepoServerError> {
+    for (name, path, kind) in entries(&root.join(rel_dir))? {
+        if rel_dir.is_empty() && (name == MANIFEST_NAME || name.starts_with(TEMP_PREFIX)) {
+            continue;
+        }
+        let rel = if rel_dir.is_empty() {
+            name
+        } else {
+            format!("{rel_dir}/{name}")
+        };
+        manifest::check_file_path(&rel).map_err(|reason| RepoServerError::BadName {
+            path: path.clone(),
+            reason,
+        })?;
+        match kind {
+            Kind::Directory => collect_files(root, &rel, out)?,
+            Kind::File => out.push(rel),
+            Kind::Symlink => return Err(RepoServerError::Symlink { path }),
+            Kind::Other => return Err(RepoServerError::NotRegular { path }),
+        }
+    }
+    Ok(())
+}
+
+/// Size and SHA-256 (lower-case hex) of a file, read in 1 MiB pieces.
+fn hash_file(path: &Path) -> Result<(u64, String), RepoServerError> {
+    let read_error = RepoServerError::io(path, "read the file");
+    let mut file = File::open(path).map_err(RepoServerError::io(path, "open the file"))?;
+    let mut buffer = vec![0u8; HASH_BUFFER_BYTES];
+    let mut hasher = Sha256::new();
+    let mut size = 0u64;
+    loop {
+        let n = match file.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => return Err(read_error(e)),
+        };
+        hasher.update(&buffer[..n]);
+        size += n as u64;
+    }
+    Ok((size, hex::encode(hasher.finalize())))
+}
+
+/// The `reboot` flag of the `app.json` about to be replaced: the one setting an administrator
+/// writes by hand. Anything unreadable counts as `false`, with a warning.
+fn existing_reboot(path: &Path) -> bool {
+    let bytes = match fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == ErrorKind::NotFound => return false,
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "cannot read the old app.json; writing reboot: false");
+            return false;
+        }
+    };
+    match Manifest::parse(&bytes) {
+        Ok(old) => old.reboot,
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "the old app.json is invalid; writing reboot: false");
+            false
+        }
+    }
+}
+
+/// Replaces `target` (in `dir`) with `bytes`: temporary file in the same directory, fsync,
+/// rename, fsync of the directory, so a crash leaves the old or the new file, never a mix.
+fn write_atomically(dir: &Path, target: &Path, bytes: &[u8]) -> Result<(), RepoServerError> {
+    let mut temp = tempfile::Builder::new()
+        .prefix(TEMP_PREFIX)
+        // Repositories are read by web servers running as other users.
+        .permissions(Permissions::from_mode(0o644))
+        .tempfile_in(dir)
+        .map_err(RepoServerError::io(
+            dir,
+            "create a temporary file in the directory",
+        ))?;
+    let temp_path = temp.path().to_owned();
+    temp.write_all(bytes)
+        .and_then(|()| temp.as_file().sync_all())
+        .map_err(RepoServerError::io(&temp_path, "write the temporary file"))?;
+    temp.persist(target)
+        .map_err(|e| RepoServerError::io(target, "replace the file")(e.error))?;
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(RepoServerError::io(dir, "sync the directory"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(path: &Path, bytes: &[u8]) {
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, bytes).unwrap();
+    }
+
+    fn read_manifest(path: &Path) -> Manifest {
+        Manifest::parse(&fs::read(path).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn index_records_sizes_and_digests_sorted_by_path() {
+        let repo = tempfile::tempdir().unwrap();
+        let version = repo.path().join("chromium/120.0.1");
+        write(&version.join("z.bin"), b"last");
+        write(&version.join("lib/a/b/c.so"), b"");
+        write(
+            &version.join("chromium.ipkg"),
+            &vec![7u8; 3 * HASH_BUFFER_BYTES + 5],
+        );
+
+        let written = index(repo.path()).unwrap();
+
+        assert_eq!(written, vec![version.join("app.json")]);
+        let m = read_manifest(&written[0]);
+        assert_eq!(
+            (m.name.as_str(), m.version.as_str()),
+            ("chromium", "120.0.1")
+        );
+        let listed: Vec<(&str, u64)> = m.files.iter().map(|f| (f.path.as_str(), f.size)).collect();
+        assert_eq!(
+            listed,
+            [
+                ("chromium.ipkg", 3 * 1024 * 1024 + 5),
+                ("lib/a/b/c.so", 0),
+                ("z.bin", 4)
+            ]
+        );
+        let big = vec![7u8; 3 * HASH_BUFFER_BYTES + 5];
+        assert_eq!(m.files[0].sha256, manifest::sha256_hex(&big));
+        assert_eq!(m.files[2].sha256, manifest::sha256_hex(b"last"));
+        assert!(!m.reboot);
+    }
+
+    #[test]
+    fn index_keeps_reboot_from_the_old_manifest_and_never_lists_itself() {
+        let repo = tempfile::tempdir().unwrap();
+        let version = repo.path().join("app/1.0");
+        write(&version.join("data"), b"one");
+        index(repo.path()).unwrap();
+        let mut m = read_manifest(&version.join("app.json"));
+        m.reboot = true;
+        fs::write(version.join("app.json"), serde_json::to_vec(&m).unwrap()).unwrap();
+        write(&version.join("data"), b"two!");
+
+        index(repo.path()).unwrap();
+
+        let m = read_manifest(&version.join("app.json"));
+        assert!(m.reboot);
+        assert_eq!(m.files.len(), 1);
+        assert_eq!(m.files[0].size, 4);
+        let leftovers: Vec<_> = fs::read_dir(&version)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .filter(|n| n.to_string_lossy().starts_with(TEMP_PREFIX))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+
+    #[test]
+    fn a_badly_named_app_directory_is_an_error_naming_it() {
+        let repo = tempfile::tempdir().unwrap();
+        write(&repo.path().join("Bad App/1.0/file"), b"x");
+
+        let err = index(repo.path()).unwrap_err();
+
+        assert!(matches!(err, RepoServerError::BadName { .. }), "{err:?}");
+        assert!(err.to_string().contains("Bad App"), "{err}");
+    }
+
+    #[test]
+    fn a_badly_named_version_or_file_is_an_error_naming_it() {
+        let repo = tempfile::tempdir().unwrap();
+        write(&repo.path().join("app/-1/file"), b"x");
+        assert!(index(repo.path()).unwrap_err().to_string().contains("-1"));
+
+        let repo = tempfile::tempdir().unwrap();
+        write(&repo.path().join("app/1.0/has space"), b"x");
+        assert!(
+            index(repo.path())
+                .unwrap_err()
+                .to_string()
+                .contains("has space")
+        );
+    }
+
+    #[test]
+    fn a_file_deeper_than_four_levels_is_refused() {
+        let repo = tempfile::tempdir().unwrap();
+        write(&repo.path().join("app/1.0/a/b/c/d/e"), b"x");
+
+        let err = index(repo.path()).unwrap_err();
+
+        assert!(matches!(err, RepoServerError::BadName { .. }), "{err:?}");
+        assert!(err.to_string().contains("a/b/c/d/e"), "{err}");
+        assert!(!repo.path().join("app/1.0/app.json").exists());
+    }
+
+    #[test]
+    fn a_symbolic_link_is_refused() {
+        let repo = tempfile::tempdir().unwrap();
+        write(&repo.path().join("app/1.0/real"), b"x");
+        std::os::unix::fs::symlink("real", repo.path().join("app/1.0/link")).unwrap();
+
+        let err = index(repo.path()).unwrap_err();
+
+        assert!(matches!(err, RepoServerError::Symlink { .. }), "{err:?}");
+        assert!(err.to_string().contains("app/1.0/link"), "{err}");
+    }
+
+    #[test]
+    fn a_missing_directory_is_an_error_naming_it() {
+        let err = index(Path::new("/nonexistent/repo")).unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/repo"), "{err}");
+    }
+
+    fn copy_tree(from: &Path, to: &Path) {
+        fs::create_dir_all(to).unwrap();
+        for entry in fs::read_dir(from).unwrap() {
+            let entry = entry.unwrap();
+            let target = to.join(entry.file_name());
+            if entry.file_type().unwrap().is_dir() {
+                copy_tree(&entry.path(), &target);
+            } else {
+                fs::copy(entry.path(), target).unwrap();
+            }
+        }
+    }
+
+    /// The committed fixtures are exactly what `repo index fixtures/repo` writes.
+    #[test]
+    fn fixtures_are_indexed() {
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/repo");
+        let copy = tempfile::tempdir().unwrap();
+        copy_tree(&fixtures, copy.path());
+
+        let written = index(copy.path()).unwrap();
+
+        assert!(written.len() >= 3, "{written:?}");
+        for path in written {
+            let rel = path.strip_prefix(copy.path()).unwrap();
+            let committed = fs::read(fixtures.join(rel)).unwrap();
+            assert!(
+                fs::read(&path).unwrap() == committed,
+                "fixtures/repo/{} is stale: run `igel-update-agent repo index fixtures/repo`",
+                rel.display()
+            );
+        }
+    }
+}

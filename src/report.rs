@@ -1,0 +1,163 @@
+//! What the agent tells people: IGEL's status texts (DESIGN 7), the `status` view of the
+//! journal (DESIGN 8, `--json` shape), and human-readable sizes. Reads state; changes nothing.
+
+use std::fmt::Write;
+
+use serde::Serialize;
+
+use crate::config::Settings;
+use crate::store::State;
+
+/// The steps of an update, each with its IGEL status text.
+#[derive(Debug, Clone, Copy)]
+pub enum Phase {
+    TransferStarted,
+    TransferCompleted,
+    InstallationStarted,
+    InstallationCompleted,
+}
+
+/// `Update in progress (Transfer started – 2026-11-22 16:35:00)`, local time, en dash.
+pub fn status_text(phase: Phase) -> String {
+    let step = match phase {
+        Phase::TransferStarted => "Transfer started",
+        Phase::TransferCompleted => "Transfer completed",
+        Phase::InstallationStarted => "Installation started",
+        Phase::InstallationCompleted => "Installation completed",
+    };
+    let now = chrono::Local::now().format("%Y-%m-%d %H:%M:%S");
+    format!("Update in progress ({step} \u{2013} {now})")
+}
+
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct StatusSettings {
+    pub activate_after_installation: bool,
+    pub bandwidth_limit_bytes_per_sec: Option<u64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AppStatus {
+    pub name: String,
+    pub version: String,
+    pub state: String,
+    pub active: bool,
+    pub bytes_done: u64,
+    pub bytes_total: u64,
+    pub repository: Option<String>,
+    pub error: Option<String>,
+}
+
+/// The `status --json` document.
+#[derive(Debug, Serialize)]
+pub struct Status {
+    pub agent_version: &'static str,
+    pub settings: StatusSettings,
+    pub idf_sha256: Option<String>,
+    pub applied_idf_sha256: Option<String>,
+    pub update_status: Option<String>,
+    pub apps: Vec<AppStatus>,
+}
+
+impl Status {
+    pub fn new(settings: &Settings, state: &State) -> Status {
+        Status {
+            agent_version: env!("CARGO_PKG_VERSION"),
+            settings: StatusSettings {
+                activate_after_installation: settings.update.activate_after_installation,
+                bandwidth_limit_bytes_per_sec: settings.update.effective_limit(),
+            },
+            idf_sha256: state.idf_sha256.clone(),
+            applied_idf_sha256: state.applied_idf_sha256.clone(),
+            update_status: state.update_status.clone(),
+            apps: state
+                .apps
+                .iter()
+                .map(|a| AppStatus {
+                    name: a.name.clone(),
+                    version: a.version.clone(),
+                    state: a.state.as_str().to_string(),
+                    active: a.active_version.as_deref() == Some(a.version.as_str()),
+                    bytes_done: a.bytes_done,
+                    bytes_total: a.bytes_total,
+                    repository: a.repository.clone(),
+                    error: a.error.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    /// A table for people.
+    pub fn to_text(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "Update status: {}", self.update_status.as_deref().unwrap_or("no update yet"));
+        let limit = self
+            .settings
+            .bandwidth_limit_bytes_per_sec
+            .map_or_else(|| "none".to_string(), |b| format!("{}/s", human_bytes(b)));
+        let _ = writeln!(
+            out,
+            "Activate after installation: {}   Bandwidth limit: {limit}",
+            if self.settings.activate_after_installation { "on" } else { "off" }
+        );
+        if self.apps.is_empty() {
+            out.push_str("No apps assigned.\n");
+            return out;
+        }
+        let _ = writeln!(out, "{:<24} {:<16} {:<24} {:>22}  REPOSITORY", "APP", "VERSION", "STATE", "BYTES");
+        for a in &self.apps {
+            let bytes = format!("{} / {}", human_bytes(a.bytes_done), human_bytes(a.bytes_total));
+            let state = if a.active { format!("{} (active)", a.state) } else { a.state.clone() };
+            let _ = writeln!(
+                out,
+                "{:<24} {:<16} {:<24} {:>22}  {}",
+                a.name,
+                a.version,
+                state,
+                bytes,
+                a.repository.as_deref().unwrap_or("-")
+            );
+            if let Some(e) = &a.error {
+                let _ = writeln!(out, "    error: {e}");
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_texts_use_the_igel_words_and_an_en_dash() {
+        let text = status_text(Phase::TransferStarted);
+        assert!(text.starts_with("Update in progress (Transfer started \u{2013} "), "{text}");
+        assert!(text.ends_with(')'));
+        // "YYYY-MM-DD HH:MM:SS" between the dash and the parenthesis.
+        let stamp = &text["Update in progress (Transfer started \u{2013} ".len()..text.len() - 1];
+        assert_eq!(stamp.len(), 19, "{stamp}");
+        assert!(chrono::NaiveDateTime::parse_from_str(stamp, "%Y-%m-%d %H:%M:%S").is_ok(), "{stamp}");
+    }
+
+    #[test]
+    fn sizes_are_human() {
+        assert_eq!(human_bytes(12), "12 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(3 * 1024 * 1024 * 1024), "3.0 GiB");
+    }
+}
