@@ -4,7 +4,9 @@ use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     let mut entries: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
     entries.sort();
     for path in entries {
@@ -21,11 +23,21 @@ fn main() {
     println!("cargo:rerun-if-changed=fixtures/repo");
     let mut files = Vec::new();
     walk(&root, &mut files);
-    let mut code = String::from("/// Files of `fixtures/repo`, relative path and content.\npub static FIXTURES: &[(&str, &[u8])] = &[\n");
+    let mut code = String::from(
+        "/// Files of `fixtures/repo`, relative path and content.\npub static FIXTURES: &[(&str, &[u8])] = &[\n",
+    );
     for file in &files {
-        let rel = file.strip_prefix(&root).expect("below root").to_string_lossy().replace('\\', "/");
+        let rel = file
+            .strip_prefix(&root)
+            .expect("below root")
+            .to_string_lossy()
+            .replace('\\', "/");
         println!("cargo:rerun-if-changed={}", file.display());
-        let _ = writeln!(code, "    ({rel:?}, include_bytes!({:?})),", file.display().to_string());
+        let _ = writeln!(
+            code,
+            "    ({rel:?}, include_bytes!({:?})),",
+            file.display().to_string()
+        );
     }
     code.push_str("];\n");
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR")).join("fixtures.rs");

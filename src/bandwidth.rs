@@ -138,7 +138,11 @@ mod tests {
         let mut meter = Meter::default();
         let started = Instant::now();
         runtime().block_on(bw.charge(&mut meter, 256 * 1024));
-        assert!(started.elapsed() >= Duration::from_millis(220), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() >= Duration::from_millis(220),
+            "{:?}",
+            started.elapsed()
+        );
     }
 
     #[test]
@@ -152,7 +156,11 @@ mod tests {
             let two = async move { b.charge(&mut Meter::default(), 128 * 1024).await };
             tokio::join!(one, two);
         });
-        assert!(started.elapsed() >= Duration::from_millis(220), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() >= Duration::from_millis(220),
+            "{:?}",
+            started.elapsed()
+        );
     }
 
     #[test]

@@ -104,7 +104,11 @@ impl Status {
     /// A table for people.
     pub fn to_text(&self) -> String {
         let mut out = String::new();
-        let _ = writeln!(out, "Update status: {}", self.update_status.as_deref().unwrap_or("no update yet"));
+        let _ = writeln!(
+            out,
+            "Update status: {}",
+            self.update_status.as_deref().unwrap_or("no update yet")
+        );
         let limit = self
             .settings
             .bandwidth_limit_bytes_per_sec
@@ -112,16 +116,32 @@ impl Status {
         let _ = writeln!(
             out,
             "Activate after installation: {}   Bandwidth limit: {limit}",
-            if self.settings.activate_after_installation { "on" } else { "off" }
+            if self.settings.activate_after_installation {
+                "on"
+            } else {
+                "off"
+            }
         );
         if self.apps.is_empty() {
             out.push_str("No apps assigned.\n");
             return out;
         }
-        let _ = writeln!(out, "{:<24} {:<16} {:<24} {:>22}  REPOSITORY", "APP", "VERSION", "STATE", "BYTES");
+        let _ = writeln!(
+            out,
+            "{:<24} {:<16} {:<24} {:>22}  REPOSITORY",
+            "APP", "VERSION", "STATE", "BYTES"
+        );
         for a in &self.apps {
-            let bytes = format!("{} / {}", human_bytes(a.bytes_done), human_bytes(a.bytes_total));
-            let state = if a.active { format!("{} (active)", a.state) } else { a.state.clone() };
+            let bytes = format!(
+                "{} / {}",
+                human_bytes(a.bytes_done),
+                human_bytes(a.bytes_total)
+            );
+            let state = if a.active {
+                format!("{} (active)", a.state)
+            } else {
+                a.state.clone()
+            };
             let _ = writeln!(
                 out,
                 "{:<24} {:<16} {:<24} {:>22}  {}",
@@ -146,12 +166,18 @@ mod tests {
     #[test]
     fn status_texts_use_the_igel_words_and_an_en_dash() {
         let text = status_text(Phase::TransferStarted);
-        assert!(text.starts_with("Update in progress (Transfer started \u{2013} "), "{text}");
+        assert!(
+            text.starts_with("Update in progress (Transfer started \u{2013} "),
+            "{text}"
+        );
         assert!(text.ends_with(')'));
         // "YYYY-MM-DD HH:MM:SS" between the dash and the parenthesis.
         let stamp = &text["Update in progress (Transfer started \u{2013} ".len()..text.len() - 1];
         assert_eq!(stamp.len(), 19, "{stamp}");
-        assert!(chrono::NaiveDateTime::parse_from_str(stamp, "%Y-%m-%d %H:%M:%S").is_ok(), "{stamp}");
+        assert!(
+            chrono::NaiveDateTime::parse_from_str(stamp, "%Y-%m-%d %H:%M:%S").is_ok(),
+            "{stamp}"
+        );
     }
 
     #[test]

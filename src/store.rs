@@ -27,7 +27,10 @@ const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("{}: {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("another igel-update-agent holds {} (is the service running? try `systemctl status igel-update-agent`)", path.display())]
     Locked { path: PathBuf },
     #[error("{}: not a valid state journal: {reason}", path.display())]
@@ -152,7 +155,10 @@ pub fn read_state(state_dir: &Path) -> Result<Option<State>, StoreError> {
     };
     serde_json::from_slice(&bytes)
         .map(Some)
-        .map_err(|e| StoreError::Corrupt { path, reason: e.to_string() })
+        .map_err(|e| StoreError::Corrupt {
+            path,
+            reason: e.to_string(),
+        })
 }
 
 /// Writes a file crash-safely: temporary name, fsync, rename, fsync of the directory.
@@ -169,7 +175,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
 }
 
 pub fn sync_dir(dir: &Path) -> Result<(), StoreError> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io_error(dir))
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_error(dir))
 }
 
 /// The state directory, held by this process alone while the value lives.
@@ -197,8 +205,15 @@ impl Store {
             .map_err(io_error(&lock_path))?;
         match lock.try_lock() {
             Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => return Err(StoreError::Locked { path: lock_path }),
-            Err(std::fs::TryLockError::Error(source)) => return Err(StoreError::Io { path: lock_path, source }),
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(StoreError::Locked { path: lock_path });
+            }
+            Err(std::fs::TryLockError::Error(source)) => {
+                return Err(StoreError::Io {
+                    path: lock_path,
+                    source,
+                });
+            }
         }
         let state = read_state(&state_dir)?.unwrap_or_default();
         Ok(Store {
@@ -282,7 +297,11 @@ impl Store {
 
     /// Moves a fully downloaded and verified version from staging to `apps/` in one rename.
     /// Every file's part must be complete and synced.
-    pub fn commit_version(&self, manifest: &Manifest, manifest_bytes: &[u8]) -> Result<PathBuf, StoreError> {
+    pub fn commit_version(
+        &self,
+        manifest: &Manifest,
+        manifest_bytes: &[u8],
+    ) -> Result<PathBuf, StoreError> {
         let staging = self.staging_dir(&manifest.name, &manifest.version);
         let mut dirs = std::collections::BTreeSet::new();
         for file in &manifest.files {
@@ -318,12 +337,19 @@ impl Store {
                         self.state_dir.display()
                     )),
                 },
-                _ => StoreError::Io { path: target.clone(), source },
+                _ => StoreError::Io {
+                    path: target.clone(),
+                    source,
+                },
             })?;
         }
         sync_dir(&app_dir)?;
         if let Some(parent) = staging.parent() {
-            sync_dir(parent)?;
+            // Only removes the app's staging directory when nothing else is staged there.
+            let _ = std::fs::remove_dir(parent);
+            if let Some(staging_root) = parent.parent() {
+                sync_dir(staging_root)?;
+            }
         }
         Ok(target)
     }
@@ -346,7 +372,10 @@ mod tests {
     fn a_second_store_on_the_same_directory_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let _first = Store::open(&paths(dir.path())).unwrap();
-        assert!(matches!(Store::open(&paths(dir.path())), Err(StoreError::Locked { .. })));
+        assert!(matches!(
+            Store::open(&paths(dir.path())),
+            Err(StoreError::Locked { .. })
+        ));
     }
 
     #[test]
@@ -354,7 +383,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let store = Store::open(&paths(dir.path())).unwrap();
-            store.update(|s| s.apps.push(AppRecord::new("a", "1"))).unwrap();
+            store
+                .update(|s| s.apps.push(AppRecord::new("a", "1")))
+                .unwrap();
         }
         let state = read_state(dir.path()).unwrap().unwrap();
         assert_eq!(state.apps[0].name, "a");
@@ -368,7 +399,11 @@ mod tests {
         let manifest = Manifest {
             name: "a".into(),
             version: "1".into(),
-            files: vec![FileSpec { path: "bin/x".into(), size: 2, sha256: sha256_hex(b"hi") }],
+            files: vec![FileSpec {
+                path: "bin/x".into(),
+                size: 2,
+                sha256: sha256_hex(b"hi"),
+            }],
             reboot: false,
         };
         let staged = store.staging_dir("a", "1").join("bin/x");

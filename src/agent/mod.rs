@@ -17,8 +17,8 @@ use tokio::sync::Semaphore;
 use crate::bandwidth::Bandwidth;
 use crate::config::Settings;
 use crate::idf::Idf;
-use crate::repository::{Repository, RepositoryError, Timeouts};
 use crate::report;
+use crate::repository::{Repository, RepositoryError, Timeouts};
 use crate::store::{AppRecord, AppState, Store, StoreError};
 use crate::transfer::{FileJob, RetryPolicy, Transfer, part_path};
 use observer::AppObserver;
@@ -57,7 +57,11 @@ pub struct Agent {
 }
 
 impl Agent {
-    pub fn new(settings: Settings, store: Arc<Store>, bandwidth: Arc<Bandwidth>) -> Result<Agent, AgentError> {
+    pub fn new(
+        settings: Settings,
+        store: Arc<Store>,
+        bandwidth: Arc<Bandwidth>,
+    ) -> Result<Agent, AgentError> {
         if settings.repositories.is_empty() {
             return Err(AgentError::NoRepositories);
         }
@@ -97,21 +101,42 @@ impl Agent {
             apps: planned.iter().map(|p| p.wanted.clone()).collect(),
         };
         self.begin(idf, &resolved, &planned, &outcome.failed)?;
-        let (to_fetch, unchanged): (Vec<_>, Vec<_>) = planned
-            .into_iter()
-            .partition(|p| !self.store.is_complete(&p.manifest.name, &p.manifest.version));
+        let (to_fetch, unchanged): (Vec<_>, Vec<_>) = planned.into_iter().partition(|p| {
+            !self
+                .store
+                .is_complete(&p.manifest.name, &p.manifest.version)
+        });
         for p in &unchanged {
             self.set_state(&p.manifest.name, AppState::Downloaded, None)?;
             outcome.unchanged.push(p.manifest.name.clone());
         }
         if let Err(reason) = self.check_space(&to_fetch) {
             for p in &to_fetch {
-                self.set_state(&p.manifest.name, AppState::DownloadFailed, Some(reason.clone()))?;
-                outcome.failed.push((p.manifest.name.clone(), reason.clone()));
+                self.set_state(
+                    &p.manifest.name,
+                    AppState::DownloadFailed,
+                    Some(reason.clone()),
+                )?;
+                outcome
+                    .failed
+                    .push((p.manifest.name.clone(), reason.clone()));
             }
         } else {
             let slots = Arc::new(Semaphore::new(self.settings.update.parallel_downloads));
-            let results = join_all(to_fetch.iter().map(|p| self.deliver_app(p, slots.clone()))).await;
+            let transfer = Transfer::new(
+                self.repositories.clone(),
+                self.bandwidth.clone(),
+                RetryPolicy {
+                    retries: self.settings.update.retries,
+                    base: self.settings.update.retry_backoff,
+                },
+            );
+            let results = join_all(
+                to_fetch
+                    .iter()
+                    .map(|p| self.deliver_app(p, &transfer, slots.clone())),
+            )
+            .await;
             for (p, result) in to_fetch.iter().zip(results) {
                 match result {
                     Ok(()) => outcome.delivered.push(p.manifest.name.clone()),
@@ -124,7 +149,13 @@ impl Agent {
     }
 
     /// Records the new wanted state and marks the start of the transfer.
-    fn begin(&self, idf: &Idf, resolved: &Idf, planned: &[PlannedApp], failed: &[(String, String)]) -> Result<(), AgentError> {
+    fn begin(
+        &self,
+        idf: &Idf,
+        resolved: &Idf,
+        planned: &[PlannedApp],
+        failed: &[(String, String)],
+    ) -> Result<(), AgentError> {
         let status = report::status_text(report::Phase::TransferStarted);
         tracing::info!("{status}");
         self.store.update(|state| {
@@ -148,7 +179,11 @@ impl Agent {
                 }
             }
             for (name, reason) in failed {
-                let version = idf.apps.iter().find(|a| &a.name == name).map_or("", |a| a.version.as_str());
+                let version = idf
+                    .apps
+                    .iter()
+                    .find(|a| &a.name == name)
+                    .map_or("", |a| a.version.as_str());
                 if state.app_mut(name).is_none() {
                     state.apps.push(AppRecord::new(name, version));
                 }
@@ -194,9 +229,12 @@ impl Agent {
     fn check_space(&self, apps: &[PlannedApp]) -> Result<(), String> {
         let mut need = 0u64;
         for p in apps {
-            let staging = self.store.staging_dir(&p.manifest.name, &p.manifest.version);
+            let staging = self
+                .store
+                .staging_dir(&p.manifest.name, &p.manifest.version);
             for f in &p.manifest.files {
-                let have = std::fs::metadata(part_path(&staging.join(&f.path))).map_or(0, |m| m.len());
+                let have =
+                    std::fs::metadata(part_path(&staging.join(&f.path))).map_or(0, |m| m.len());
                 need += f.size.saturating_sub(have);
             }
         }
@@ -211,23 +249,30 @@ impl Agent {
         Ok(())
     }
 
-    async fn deliver_app(&self, p: &PlannedApp, slots: Arc<Semaphore>) -> Result<(), String> {
+    async fn deliver_app(
+        &self,
+        p: &PlannedApp,
+        transfer: &Transfer,
+        slots: Arc<Semaphore>,
+    ) -> Result<(), String> {
         let (name, version) = (&p.manifest.name, &p.manifest.version);
         let store_err = |e: StoreError| e.to_string();
-        self.set_state(name, AppState::Downloading, None).map_err(|e| e.to_string())?;
+        self.set_state(name, AppState::Downloading, None)
+            .map_err(|e| e.to_string())?;
         tracing::info!(app = %name, version = %version, state = "downloading",
             "{name} {version}: downloading {} file(s), {}", p.manifest.files.len(), report::human_bytes(p.manifest.total_bytes()));
-        let hints = self.store.snapshot().apps.into_iter().find(|a| &a.name == name).map(|a| a.files).unwrap_or_default();
+        let hints = self
+            .store
+            .snapshot()
+            .apps
+            .into_iter()
+            .find(|a| &a.name == name)
+            .map(|a| a.files)
+            .unwrap_or_default();
         let staging = self.store.staging_dir(name, version);
-        let transfer = Transfer::new(
-            self.repositories.clone(),
-            self.bandwidth.clone(),
-            RetryPolicy {
-                retries: self.settings.update.retries,
-                base: self.settings.update.retry_backoff,
-            },
-        );
-        let observer = AppObserver { store: self.store.clone() };
+        let observer = AppObserver {
+            store: self.store.clone(),
+        };
         let jobs = p.manifest.files.iter().map(|f| FileJob {
             app: name.clone(),
             version: version.clone(),
@@ -237,10 +282,13 @@ impl Agent {
             resume: hints.get(&f.path).cloned(),
         });
         let fetches = jobs.map(|job| {
-            let (slots, transfer, observer) = (slots.clone(), &transfer, &observer);
+            let (slots, observer) = (slots.clone(), &observer);
             async move {
                 let _slot = slots.acquire().await;
-                transfer.fetch(&job, observer).await.map(|f| (job.spec.size, f.repository))
+                transfer
+                    .fetch(&job, observer)
+                    .await
+                    .map(|f| (job.spec.size, f.repository))
             }
         });
         let mut by_repository: HashMap<String, u64> = HashMap::new();
@@ -255,7 +303,8 @@ impl Agent {
         }
         if let Some(reason) = first_error {
             tracing::error!(app = %name, version = %version, state = "download-failed", "{name} {version}: {reason}");
-            self.set_state(name, AppState::DownloadFailed, Some(reason.clone())).map_err(|e| e.to_string())?;
+            self.set_state(name, AppState::DownloadFailed, Some(reason.clone()))
+                .map_err(|e| e.to_string())?;
             return Err(reason);
         }
         let repository = by_repository

@@ -14,9 +14,10 @@ impl Observer for AppObserver {
     fn source(&self, job: &FileJob, hint: &ResumeHint) {
         let result = self.store.update(|s| {
             if let Some(app) = s.app_mut(&job.app) {
-                if app.files.get(&job.spec.path) != Some(hint) {
+                let previous = app.files.get(&job.spec.path).map(|h| h.repository.as_str());
+                if previous.is_some_and(|r| r != hint.repository) {
                     tracing::info!(app = %job.app, version = %job.version, repository = %hint.repository,
-                        "{} {}: {} from {}", job.app, job.version, job.spec.path, hint.repository);
+                        "{} {}: {} now comes from {} (was {})", job.app, job.version, job.spec.path, hint.repository, previous.unwrap_or("-"));
                 }
                 app.files.insert(job.spec.path.clone(), hint.clone());
             }
@@ -37,7 +38,13 @@ impl Observer for AppObserver {
         }
     }
 
-    fn failover(&self, job: &FileJob, repository: &str, reason: &str) {
+    fn failover(&self, job: &FileJob, repository: &str, reason: &str, not_found: bool) {
+        if not_found {
+            // A mirror without the file is normal; the next repository is asked at once.
+            tracing::info!(app = %job.app, version = %job.version, repository = %repository,
+                "{} {}: {} is not on {repository}, trying the next repository", job.app, job.version, job.spec.path);
+            return;
+        }
         tracing::warn!(app = %job.app, version = %job.version, repository = %repository,
             "{} {}: {} failed at {repository}: {reason}", job.app, job.version, job.spec.path);
     }

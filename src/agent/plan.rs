@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use crate::idf::WantedApp;
-use crate::manifest::{Manifest, MAX_MANIFEST_BYTES, check_version, compare_versions, sha256_hex};
+use crate::manifest::{MAX_MANIFEST_BYTES, Manifest, check_version, compare_versions, sha256_hex};
 use crate::repository::Repository;
 
 /// An app whose version and manifest are known.
@@ -34,7 +34,10 @@ fn reasons_text(reasons: &[String]) -> String {
 }
 
 /// Resolves `latest` to a version; other versions are returned as they are.
-pub async fn resolve_version(repos: &[Arc<Repository>], app: &WantedApp) -> Result<WantedApp, PlanError> {
+pub async fn resolve_version(
+    repos: &[Arc<Repository>],
+    app: &WantedApp,
+) -> Result<WantedApp, PlanError> {
     if !app.wants_latest() {
         return Ok(app.clone());
     }
@@ -70,7 +73,10 @@ pub async fn resolve_version(repos: &[Arc<Repository>], app: &WantedApp) -> Resu
 
 /// Fetches and validates the manifest of a resolved app from the first repository that has a
 /// good one.
-pub async fn fetch_manifest(repos: &[Arc<Repository>], app: &WantedApp) -> Result<PlannedApp, PlanError> {
+pub async fn fetch_manifest(
+    repos: &[Arc<Repository>],
+    app: &WantedApp,
+) -> Result<PlannedApp, PlanError> {
     let path = format!("{}/{}/app.json", app.name, app.version);
     let mut reasons = Vec::new();
     for repo in repos {
@@ -84,7 +90,10 @@ pub async fn fetch_manifest(repos: &[Arc<Repository>], app: &WantedApp) -> Resul
         if let Some(pin) = &app.app_json_sha256 {
             let digest = sha256_hex(&bytes);
             if !digest.eq_ignore_ascii_case(pin) {
-                reasons.push(format!("{}: app.json has SHA-256 {digest}, the IDF pins {pin}", repo.name()));
+                reasons.push(format!(
+                    "{}: app.json has SHA-256 {digest}, the IDF pins {pin}",
+                    repo.name()
+                ));
                 continue;
             }
         }
@@ -115,6 +124,10 @@ pub async fn fetch_manifest(repos: &[Arc<Repository>], app: &WantedApp) -> Resul
     }
     Err(PlanError {
         app: app.name.clone(),
-        reason: format!("no usable app.json for version {}: {}", app.version, reasons_text(&reasons)),
+        reason: format!(
+            "no usable app.json for version {}: {}",
+            app.version,
+            reasons_text(&reasons)
+        ),
     })
 }

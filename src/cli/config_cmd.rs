@@ -41,14 +41,25 @@ fn check(global: &Global, json: bool) -> CmdResult {
             warnings: &settings.warnings,
             settings: &settings,
         };
-        println!("{}", serde_json::to_string_pretty(&report).map_err(Failure::failed)?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).map_err(Failure::failed)?
+        );
     } else {
         let text = toml::to_string_pretty(&settings).map_err(Failure::failed)?;
         println!("{text}");
-        let files: Vec<String> = settings.files.iter().map(|f| f.display().to_string()).collect();
+        let files: Vec<String> = settings
+            .files
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect();
         eprintln!(
             "configuration is valid ({})",
-            if files.is_empty() { "no file: defaults".to_string() } else { files.join(", ") }
+            if files.is_empty() {
+                "no file: defaults".to_string()
+            } else {
+                files.join(", ")
+            }
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -95,7 +106,10 @@ pub fn repos(global: &Global, json: bool) -> CmdResult {
         })
         .collect();
     if json {
-        println!("{}", serde_json::to_string_pretty(&rows).map_err(Failure::failed)?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&rows).map_err(Failure::failed)?
+        );
         return Ok(ExitCode::SUCCESS);
     }
     if rows.is_empty() {
@@ -103,8 +117,15 @@ pub fn repos(global: &Global, json: bool) -> CmdResult {
     }
     for r in &rows {
         let pos = r.order.map_or_else(|| "-".to_string(), |o| format!("{o}."));
-        let note = if r.hidden { "  (hidden: synced, not used by devices yet)" } else { "" };
-        println!("{pos:>3} {:<20} priority {:<10} {:<6} {}{note}", r.name, r.priority, r.auth, r.url);
+        let note = if r.hidden {
+            "  (hidden: synced, not used by devices yet)"
+        } else {
+            ""
+        };
+        println!(
+            "{pos:>3} {:<20} priority {:<10} {:<6} {}{note}",
+            r.name, r.priority, r.auth, r.url
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

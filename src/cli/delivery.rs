@@ -33,14 +33,21 @@ pub fn run(global: &Global, args: Args) -> CmdResult {
 }
 
 /// Runs a delivery and prints its outcome; shared with `demo`.
-pub async fn deliver(settings: Settings, store: Arc<Store>, idf: Idf, show_progress: bool) -> CmdResult {
+pub async fn deliver(
+    settings: Settings,
+    store: Arc<Store>,
+    idf: Idf,
+    show_progress: bool,
+) -> CmdResult {
     let bandwidth = Bandwidth::new(settings.update.effective_limit());
     let agent = Agent::new(settings, store.clone(), bandwidth).map_err(Failure::usage)?;
     let progress = show_progress.then(|| tokio::spawn(print_progress(store.clone())));
     let outcome = agent.deliver(&idf).await;
     if let Some(task) = progress {
         task.abort();
-        eprintln!();
+        if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+            eprintln!();
+        }
     }
     let outcome = outcome.map_err(Failure::failed)?;
     for (app, reason) in &outcome.failed {
@@ -53,27 +60,41 @@ pub async fn deliver(settings: Settings, store: Arc<Store>, idf: Idf, show_progr
     }
 }
 
+/// One progress line: redrawn in place on a terminal, a plain line a second otherwise.
 async fn print_progress(store: Arc<Store>) {
     use std::io::Write;
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let every = Duration::from_millis(if terminal { 250 } else { 1000 });
     loop {
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(every).await;
         let state = store.snapshot();
         let (done, total): (u64, u64) = state
             .apps
             .iter()
             .fold((0, 0), |(d, t), a| (d + a.bytes_done, t + a.bytes_total));
-        let pct = if total > 0 { done * 100 / total } else { 0 };
+        let pct = (done * 100).checked_div(total).unwrap_or(0);
         let line = state
             .apps
             .iter()
-            .map(|a| format!("{} {}%", a.name, if a.bytes_total > 0 { a.bytes_done * 100 / a.bytes_total } else { 0 }))
+            .map(|a| {
+                format!(
+                    "{} {}%",
+                    a.name,
+                    (a.bytes_done * 100).checked_div(a.bytes_total).unwrap_or(0)
+                )
+            })
             .collect::<Vec<_>>()
             .join("  ");
-        eprint!(
-            "\r\x1b[2K[{pct:>3}%] {} / {}  {line}",
+        let text = format!(
+            "[{pct:>3}%] {} / {}  {line}",
             crate::report::human_bytes(done),
             crate::report::human_bytes(total)
         );
+        if terminal {
+            eprint!("\r\x1b[2K{text}");
+        } else {
+            eprintln!("{text}");
+        }
         let _ = std::io::stderr().flush();
     }
 }
@@ -92,9 +113,12 @@ pub async fn load_idf(source: Option<&str>, settings: &Settings) -> Result<Idf, 
         return Ok(idf);
     };
     let bytes = if source.starts_with("http://") || source.starts_with("https://") {
-        fetch_idf(source).await.map_err(|e| Failure::failed(anyhow::anyhow!("IDF {source}: {e}")))?
+        fetch_idf(source)
+            .await
+            .map_err(|e| Failure::failed(anyhow::anyhow!("IDF {source}: {e}")))?
     } else {
-        std::fs::read(source).map_err(|e| Failure::usage(anyhow::anyhow!("cannot read IDF {source}: {e}")))?
+        std::fs::read(source)
+            .map_err(|e| Failure::usage(anyhow::anyhow!("cannot read IDF {source}: {e}")))?
     };
     Idf::parse(&bytes).map_err(|e| Failure::usage(anyhow::anyhow!("{source}: {e}")))
 }

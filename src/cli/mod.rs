@@ -4,7 +4,9 @@
 
 mod config_cmd;
 mod delivery;
+mod demo;
 mod logging;
+mod repo_cmd;
 mod status;
 
 use std::path::PathBuf;
@@ -16,13 +18,27 @@ use crate::config::{ConfigSource, Settings};
 use crate::store::StoreError;
 
 #[derive(Debug, Parser)]
-#[command(name = "igel-update-agent", version, about = "On-device update agent for IGEL OS thin clients")]
+#[command(
+    name = "igel-update-agent",
+    version,
+    about = "On-device update agent for IGEL OS thin clients"
+)]
 pub struct Cli {
     /// Main configuration file (drop-ins: <name>.d/*.toml beside it).
-    #[arg(long, global = true, env = "IGEL_UPDATE_AGENT_CONFIG", value_name = "PATH")]
+    #[arg(
+        long,
+        global = true,
+        env = "IGEL_UPDATE_AGENT_CONFIG",
+        value_name = "PATH"
+    )]
     config: Option<PathBuf>,
     /// State directory (journal, staging, apps, lock).
-    #[arg(long, global = true, env = "IGEL_UPDATE_AGENT_STATE_DIR", value_name = "DIR")]
+    #[arg(
+        long,
+        global = true,
+        env = "IGEL_UPDATE_AGENT_STATE_DIR",
+        value_name = "DIR"
+    )]
     state_dir: Option<PathBuf>,
     /// error, warn, info, debug or trace.
     #[arg(long, global = true, default_value = "info", value_name = "LEVEL")]
@@ -45,6 +61,11 @@ enum Command {
     /// Validate and print the configuration, or translate IGEL registry keys.
     #[command(subcommand)]
     Config(config_cmd::Command),
+    /// Tools for repositories: index a directory, serve it over WebDAV.
+    #[command(subcommand)]
+    Repo(repo_cmd::Command),
+    /// Serve the built-in demo repository on loopback and deliver it into a temporary state dir.
+    Demo(demo::Args),
 }
 
 /// A failed command: the message for stderr and the exit code.
@@ -56,7 +77,10 @@ pub struct Failure {
 
 impl Failure {
     pub fn new(code: u8, error: impl Into<anyhow::Error>) -> Failure {
-        Failure { code, error: error.into() }
+        Failure {
+            code,
+            error: error.into(),
+        }
     }
     /// Exit 1: the operation failed.
     pub fn failed(error: impl Into<anyhow::Error>) -> Failure {
@@ -70,7 +94,11 @@ impl Failure {
 
 impl From<StoreError> for Failure {
     fn from(e: StoreError) -> Failure {
-        let code = if matches!(e, StoreError::Locked { .. }) { 3 } else { 1 };
+        let code = if matches!(e, StoreError::Locked { .. }) {
+            3
+        } else {
+            1
+        };
         Failure::new(code, e)
     }
 }
@@ -107,6 +135,8 @@ pub fn main() -> ExitCode {
         Command::Status(args) => status::run(&global, args),
         Command::Repos { json } => config_cmd::repos(&global, json),
         Command::Config(cmd) => config_cmd::run(&global, cmd),
+        Command::Repo(cmd) => repo_cmd::run(&global, cmd),
+        Command::Demo(args) => demo::run(args),
     };
     match result {
         Ok(code) => code,

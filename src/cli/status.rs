@@ -23,10 +23,12 @@ pub fn run(global: &Global, args: Args) -> CmdResult {
 
 pub fn print_status(status: &Status, json: bool) -> CmdResult {
     if json {
-        println!("{}", serde_json::to_string_pretty(status).map_err(Failure::failed)?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(status).map_err(Failure::failed)?
+        );
     } else {
         print!("{}", status.to_text());
     }
     Ok(ExitCode::SUCCESS)
 }
-

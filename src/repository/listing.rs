@@ -27,7 +27,12 @@ pub fn parse(xml: &[u8], dir_path: &str) -> Result<Vec<Entry>, String> {
     let mut buf = Vec::new();
     loop {
         match reader.read_event_into(&mut buf) {
-            Err(e) => return Err(format!("malformed listing at byte {}: {e}", reader.buffer_position())),
+            Err(e) => {
+                return Err(format!(
+                    "malformed listing at byte {}: {e}",
+                    reader.buffer_position()
+                ));
+            }
             Ok(Event::Eof) => break,
             Ok(Event::Start(e)) => match e.local_name().as_ref() {
                 b"response" => {
@@ -39,7 +44,9 @@ pub fn parse(xml: &[u8], dir_path: &str) -> Result<Vec<Entry>, String> {
                 b"collection" if in_response => is_dir = true,
                 _ => {}
             },
-            Ok(Event::Empty(e)) if in_response && e.local_name().as_ref() == b"collection" => is_dir = true,
+            Ok(Event::Empty(e)) if in_response && e.local_name().as_ref() == b"collection" => {
+                is_dir = true
+            }
             Ok(Event::Text(t)) if in_href => {
                 let text = t.decode().map_err(|e| format!("malformed href: {e}"))?;
                 href.push_str(&text);
@@ -92,12 +99,13 @@ fn percent_decode(s: &str) -> String {
     let mut i = 0;
     while i < bytes.len() {
         let hex = |b: u8| (b as char).to_digit(16);
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-                continue;
-            }
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
+        {
+            out.push((h * 16 + l) as u8);
+            i += 3;
+            continue;
         }
         out.push(bytes[i]);
         i += 1;
@@ -123,16 +131,33 @@ mod tests {
         assert_eq!(
             entries,
             vec![
-                Entry { name: "120.0.1".into(), is_dir: true },
-                Entry { name: "99.5".into(), is_dir: true },
-                Entry { name: "notes v2.txt".into(), is_dir: false },
+                Entry {
+                    name: "120.0.1".into(),
+                    is_dir: true
+                },
+                Entry {
+                    name: "99.5".into(),
+                    is_dir: true
+                },
+                Entry {
+                    name: "notes v2.txt".into(),
+                    is_dir: false
+                },
             ]
         );
     }
 
     #[test]
     fn malformed_listing_is_an_error_not_a_panic() {
-        assert!(parse(b"<D:multistatus><D:response><D:href>/a/</D:multistatus>", "/").is_err());
-        assert!(parse(b"\xff\xfe<<<", "/").is_err() || parse(b"\xff\xfe<<<", "/").unwrap().is_empty());
+        assert!(
+            parse(
+                b"<D:multistatus><D:response><D:href>/a/</D:multistatus>",
+                "/"
+            )
+            .is_err()
+        );
+        assert!(
+            parse(b"\xff\xfe<<<", "/").is_err() || parse(b"\xff\xfe<<<", "/").unwrap().is_empty()
+        );
     }
 }

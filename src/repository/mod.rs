@@ -59,7 +59,9 @@ impl RepositoryError {
     /// Could the same request succeed a little later?
     pub fn is_retryable(&self) -> bool {
         match self {
-            RepositoryError::Status { status, .. } => *status == 408 || *status == 429 || *status >= 500,
+            RepositoryError::Status { status, .. } => {
+                *status == 408 || *status == 429 || *status >= 500
+            }
             RepositoryError::Connection { kind, .. } => *kind != FailureKind::Tls,
             _ => false,
         }
@@ -109,7 +111,10 @@ fn install_crypto_provider() {
 }
 
 impl Repository {
-    pub fn new(settings: RepositorySettings, timeouts: &Timeouts) -> Result<Arc<Repository>, RepositoryError> {
+    pub fn new(
+        settings: RepositorySettings,
+        timeouts: &Timeouts,
+    ) -> Result<Arc<Repository>, RepositoryError> {
         install_crypto_provider();
         let setup = |reason: String| RepositoryError::Setup {
             name: settings.name.clone(),
@@ -129,12 +134,19 @@ impl Repository {
                 }
             }));
         if let Some(path) = &settings.ca_certificate {
-            let pem = std::fs::read(path)
-                .map_err(|e| setup(format!("cannot read ca_certificate {}: {e}", path.display())))?;
+            let pem = std::fs::read(path).map_err(|e| {
+                setup(format!(
+                    "cannot read ca_certificate {}: {e}",
+                    path.display()
+                ))
+            })?;
             let certs = reqwest::Certificate::from_pem_bundle(&pem)
                 .map_err(|e| setup(format!("ca_certificate {} is not PEM: {e}", path.display())))?;
             if certs.is_empty() {
-                return Err(setup(format!("ca_certificate {} holds no certificate", path.display())));
+                return Err(setup(format!(
+                    "ca_certificate {} holds no certificate",
+                    path.display()
+                )));
             }
             builder = builder.tls_certs_only(certs);
         }
@@ -153,17 +165,29 @@ impl Repository {
     /// The URL of a path below the repository root. `rel` has been validated (app names,
     /// versions and file paths), so joining cannot leave the root.
     pub fn url_for(&self, rel: &str) -> Result<Url, RepositoryError> {
-        self.settings.url.join(rel).map_err(|e| RepositoryError::Setup {
-            name: self.settings.name.clone(),
-            reason: format!("cannot form a URL for {rel:?}: {e}"),
-        })
+        self.settings
+            .url
+            .join(rel)
+            .map_err(|e| RepositoryError::Setup {
+                name: self.settings.name.clone(),
+                reason: format!("cannot form a URL for {rel:?}: {e}"),
+            })
     }
 
     /// Sends a request, answering authentication challenges, and maps the status to errors.
-    async fn send(&self, method: Method, url: &Url, headers: HeaderMap, body: Option<&'static str>) -> Result<Response, RepositoryError> {
+    async fn send(
+        &self,
+        method: Method,
+        url: &Url,
+        headers: HeaderMap,
+        body: Option<&'static str>,
+    ) -> Result<Response, RepositoryError> {
         let mut fresh = false;
         for _ in 0..3 {
-            let mut req = self.client.request(method.clone(), url.clone()).headers(headers.clone());
+            let mut req = self
+                .client
+                .request(method.clone(), url.clone())
+                .headers(headers.clone());
             if let Some(body) = body {
                 req = req.body(body);
             }
@@ -174,7 +198,12 @@ impl Repository {
             }
             match self.auth.unauthorized(&response, fresh) {
                 Unauthorized::Retry => fresh = true,
-                Unauthorized::Refused(reason) => return Err(RepositoryError::Auth { url: url.clone(), reason }),
+                Unauthorized::Refused(reason) => {
+                    return Err(RepositoryError::Auth {
+                        url: url.clone(),
+                        reason,
+                    });
+                }
             }
         }
         Err(RepositoryError::Auth {
@@ -195,28 +224,44 @@ impl Repository {
         let url = self.url_for(rel_dir)?;
         let mut headers = HeaderMap::new();
         headers.insert("depth", HeaderValue::from_static("1"));
-        headers.insert(reqwest::header::CONTENT_TYPE, HeaderValue::from_static("application/xml"));
+        headers.insert(
+            reqwest::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/xml"),
+        );
         let method = Method::from_bytes(b"PROPFIND").unwrap_or(Method::GET);
-        let response = self.send(method, &url, headers, Some(listing::PROPFIND_BODY)).await?;
+        let response = self
+            .send(method, &url, headers, Some(listing::PROPFIND_BODY))
+            .await?;
         if response.status() != StatusCode::MULTI_STATUS {
             return Err(RepositoryError::Protocol {
                 url,
-                reason: format!("PROPFIND answered {} instead of 207; is WebDAV enabled?", response.status()),
+                reason: format!(
+                    "PROPFIND answered {} instead of 207; is WebDAV enabled?",
+                    response.status()
+                ),
             });
         }
         let body = read_limited(&url, response, listing::MAX_LISTING_BYTES).await?;
-        listing::parse(&body, url.path()).map_err(|reason| RepositoryError::Protocol { url, reason })
+        listing::parse(&body, url.path())
+            .map_err(|reason| RepositoryError::Protocol { url, reason })
     }
 
     /// GETs a file from byte `offset`. With `if_range`, a server whose copy changed sends the
     /// whole file instead (then `start` is 0).
-    pub async fn download(&self, rel: &str, offset: u64, if_range: Option<&str>) -> Result<Download, RepositoryError> {
+    pub async fn download(
+        &self,
+        rel: &str,
+        offset: u64,
+        if_range: Option<&str>,
+    ) -> Result<Download, RepositoryError> {
         let url = self.url_for(rel)?;
         let mut headers = HeaderMap::new();
         if offset > 0 {
-            let range = HeaderValue::from_str(&format!("bytes={offset}-")).map_err(|e| RepositoryError::Protocol {
-                url: url.clone(),
-                reason: e.to_string(),
+            let range = HeaderValue::from_str(&format!("bytes={offset}-")).map_err(|e| {
+                RepositoryError::Protocol {
+                    url: url.clone(),
+                    reason: e.to_string(),
+                }
             })?;
             headers.insert(RANGE, range);
             if let Some(v) = if_range.and_then(|v| HeaderValue::from_str(v).ok()) {
@@ -224,11 +269,17 @@ impl Repository {
             }
         }
         let response = self.send(Method::GET, &url, headers, None).await?;
-        let etag = response.headers().get(ETAG).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let etag = response
+            .headers()
+            .get(ETAG)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let (start, total) = if response.status() == StatusCode::PARTIAL_CONTENT {
-            let (start, total) = parse_content_range(response.headers()).ok_or_else(|| RepositoryError::Protocol {
-                url: url.clone(),
-                reason: "206 without a valid Content-Range".into(),
+            let (start, total) = parse_content_range(response.headers()).ok_or_else(|| {
+                RepositoryError::Protocol {
+                    url: url.clone(),
+                    reason: "206 without a valid Content-Range".into(),
+                }
             })?;
             if start != offset {
                 return Err(RepositoryError::Protocol {
@@ -240,13 +291,23 @@ impl Repository {
         } else {
             (0, response.content_length())
         };
-        Ok(Download { response, start, total, etag, url })
+        Ok(Download {
+            response,
+            start,
+            total,
+            etag,
+            url,
+        })
     }
 }
 
 /// Reads the next piece of a download body.
 pub async fn next_chunk(download: &mut Download) -> Result<Option<Bytes>, RepositoryError> {
-    download.response.chunk().await.map_err(|e| connection_error(&download.url, &e))
+    download
+        .response
+        .chunk()
+        .await
+        .map_err(|e| connection_error(&download.url, &e))
 }
 
 fn check_status(url: &Url, response: Response) -> Result<Response, RepositoryError> {
@@ -256,22 +317,34 @@ fn check_status(url: &Url, response: Response) -> Result<Response, RepositoryErr
     }
     let url = url.clone();
     Err(match status.as_u16() {
-        404 | 410 => RepositoryError::NotFound { url, status: status.as_u16() },
+        404 | 410 => RepositoryError::NotFound {
+            url,
+            status: status.as_u16(),
+        },
         403 => RepositoryError::Auth {
             url,
             reason: "the server answered 403 Forbidden".into(),
         },
         300..=399 => {
-            let to = response.headers().get(reqwest::header::LOCATION).and_then(|v| v.to_str().ok()).unwrap_or("?");
+            let to = response
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("?");
             RepositoryError::Protocol {
                 url,
-                reason: format!("redirect to {to} refused: the agent follows redirects only within the same server"),
+                reason: format!(
+                    "redirect to {to} refused: the agent follows redirects only within the same server"
+                ),
             }
         }
         code => RepositoryError::Status {
             url,
             status: code,
-            retry_after: response.headers().get(RETRY_AFTER).and_then(parse_retry_after),
+            retry_after: response
+                .headers()
+                .get(RETRY_AFTER)
+                .and_then(parse_retry_after),
         },
     })
 }
@@ -282,7 +355,10 @@ fn parse_retry_after(value: &HeaderValue) -> Option<Duration> {
         return Some(Duration::from_secs(secs));
     }
     let when = httpdate::parse_http_date(text).ok()?;
-    Some(when.duration_since(std::time::SystemTime::now()).unwrap_or_default())
+    Some(
+        when.duration_since(std::time::SystemTime::now())
+            .unwrap_or_default(),
+    )
 }
 
 /// `bytes START-END/TOTAL` -> (START, TOTAL).
@@ -294,7 +370,11 @@ fn parse_content_range(headers: &HeaderMap) -> Option<(u64, Option<u64>)> {
     Some((start.trim().parse().ok()?, total.trim().parse().ok()))
 }
 
-async fn read_limited(url: &Url, mut response: Response, limit: usize) -> Result<Bytes, RepositoryError> {
+async fn read_limited(
+    url: &Url,
+    mut response: Response,
+    limit: usize,
+) -> Result<Bytes, RepositoryError> {
     let too_large = || RepositoryError::Protocol {
         url: url.clone(),
         reason: format!("larger than the limit of {limit} bytes"),
@@ -303,7 +383,11 @@ async fn read_limited(url: &Url, mut response: Response, limit: usize) -> Result
         return Err(too_large());
     }
     let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(|e| connection_error(url, &e))? {
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| connection_error(url, &e))?
+    {
         if body.len() + chunk.len() > limit {
             return Err(too_large());
         }
@@ -315,17 +399,18 @@ async fn read_limited(url: &Url, mut response: Response, limit: usize) -> Result
 fn connection_error(url: &Url, e: &reqwest::Error) -> RepositoryError {
     let message = error_chain(e);
     let lower = message.to_ascii_lowercase();
-    let kind = if lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake") {
-        FailureKind::Tls
-    } else if e.is_timeout() {
-        FailureKind::Timeout
-    } else if e.is_connect() {
-        FailureKind::Connect
-    } else if e.is_body() || e.is_decode() || e.is_request() {
-        FailureKind::Body
-    } else {
-        FailureKind::Other
-    };
+    let kind =
+        if lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake") {
+            FailureKind::Tls
+        } else if e.is_timeout() {
+            FailureKind::Timeout
+        } else if e.is_connect() {
+            FailureKind::Connect
+        } else if e.is_body() || e.is_decode() || e.is_request() {
+            FailureKind::Body
+        } else {
+            FailureKind::Other
+        };
     RepositoryError::Connection {
         url: url.clone(),
         kind,
@@ -358,7 +443,10 @@ mod tests {
     #[test]
     fn content_range_is_parsed() {
         let mut h = HeaderMap::new();
-        h.insert(CONTENT_RANGE, HeaderValue::from_static("bytes 100-199/1000"));
+        h.insert(
+            CONTENT_RANGE,
+            HeaderValue::from_static("bytes 100-199/1000"),
+        );
         assert_eq!(parse_content_range(&h), Some((100, Some(1000))));
         h.insert(CONTENT_RANGE, HeaderValue::from_static("bytes 5-9/*"));
         assert_eq!(parse_content_range(&h), Some((5, None)));
@@ -368,7 +456,10 @@ mod tests {
 
     #[test]
     fn retry_after_takes_seconds_or_a_date() {
-        assert_eq!(parse_retry_after(&HeaderValue::from_static("7")), Some(Duration::from_secs(7)));
+        assert_eq!(
+            parse_retry_after(&HeaderValue::from_static("7")),
+            Some(Duration::from_secs(7))
+        );
         let past = HeaderValue::from_static("Sun, 06 Nov 1994 08:49:37 GMT");
         assert_eq!(parse_retry_after(&past), Some(Duration::ZERO));
         assert_eq!(parse_retry_after(&HeaderValue::from_static("soon")), None);

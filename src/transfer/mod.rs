@@ -10,8 +10,9 @@
 mod part;
 pub mod retry;
 
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 
@@ -30,13 +31,19 @@ pub enum TransferError {
         reasons: Vec<(String, String)>,
     },
     #[error("{}: {source}", path.display())]
-    Local { path: PathBuf, source: std::io::Error },
+    Local {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{file}: no repository to download from (none configured, or all hidden)")]
     NoRepository { file: String },
 }
 
 fn describe_reasons(reasons: &[(String, String)]) -> String {
-    let list: Vec<String> = reasons.iter().map(|(repo, why)| format!("{repo}: {why}")).collect();
+    let list: Vec<String> = reasons
+        .iter()
+        .map(|(repo, why)| format!("{repo}: {why}"))
+        .collect();
     format!("every repository failed ({})", list.join("; "))
 }
 
@@ -66,8 +73,9 @@ pub trait Observer: Send + Sync {
     fn source(&self, job: &FileJob, hint: &ResumeHint);
     /// The part file grew (or, negative, was thrown away).
     fn progress(&self, job: &FileJob, delta: i64);
-    /// A repository failed for this file and the next is tried.
-    fn failover(&self, job: &FileJob, repository: &str, reason: &str);
+    /// A repository failed for this file (`not_found`: it does not have it) and the next is
+    /// tried.
+    fn failover(&self, job: &FileJob, repository: &str, reason: &str, not_found: bool);
 }
 
 /// A verified file: which repository completed it.
@@ -76,15 +84,19 @@ pub struct Fetched {
     pub repository: String,
 }
 
+/// The transfers of one update. A repository that stays unreachable through all its retries
+/// is remembered as down, so the files after it do not each wait through the same retries.
 pub struct Transfer {
     repositories: Vec<Arc<Repository>>,
     bandwidth: Arc<Bandwidth>,
     policy: RetryPolicy,
+    down: Mutex<HashMap<String, String>>,
 }
 
 enum Attempt {
     Repo(RepositoryError),
     Local(std::io::Error),
+    Down(String),
 }
 
 impl From<RepositoryError> for Attempt {
@@ -95,21 +107,32 @@ impl From<RepositoryError> for Attempt {
 
 impl Transfer {
     /// `repositories` in the order to try, hidden ones already left out.
-    pub fn new(repositories: Vec<Arc<Repository>>, bandwidth: Arc<Bandwidth>, policy: RetryPolicy) -> Transfer {
+    pub fn new(
+        repositories: Vec<Arc<Repository>>,
+        bandwidth: Arc<Bandwidth>,
+        policy: RetryPolicy,
+    ) -> Transfer {
         Transfer {
             repositories,
             bandwidth,
             policy,
+            down: Mutex::new(HashMap::new()),
         }
     }
 
-    pub async fn fetch(&self, job: &FileJob, observer: &dyn Observer) -> Result<Fetched, TransferError> {
+    pub async fn fetch(
+        &self,
+        job: &FileJob,
+        observer: &dyn Observer,
+    ) -> Result<Fetched, TransferError> {
         let local = |source| TransferError::Local {
             path: job.local.clone(),
             source,
         };
         if self.repositories.is_empty() {
-            return Err(TransferError::NoRepository { file: job.remote.clone() });
+            return Err(TransferError::NoRepository {
+                file: job.remote.clone(),
+            });
         }
         let (target, size) = (job.local.clone(), job.spec.size);
         let part = tokio::task::spawn_blocking(move || PartFile::open(&target, size))
@@ -120,7 +143,9 @@ impl Transfer {
         let mut pipe = Pipeline::new(part);
         // Bytes already in the part file came from elsewhere unless the hint says otherwise.
         let mut mixed_from: Option<String> = (pipe.len() > 0).then(|| {
-            job.resume.as_ref().map_or_else(|| "an earlier run".to_string(), |h| h.repository.clone())
+            job.resume
+                .as_ref()
+                .map_or_else(|| "an earlier run".to_string(), |h| h.repository.clone())
         });
         let mut restarted = false;
         let mut reasons = Vec::new();
@@ -129,12 +154,22 @@ impl Transfer {
             if mixed_from.as_deref() == Some(repo.name()) {
                 mixed_from = None;
             }
-            let result = self.fetch_from(repo, job, &mut pipe, observer).await;
+            let result = match self.down_reason(repo.name()) {
+                Some(reason) => Err(Attempt::Down(reason)),
+                None => self.fetch_from(repo, job, &mut pipe, observer).await,
+            };
+            let not_found = matches!(&result, Err(Attempt::Repo(e)) if e.is_not_found());
             let reason = match result {
+                Err(Attempt::Down(reason)) => {
+                    format!("skipped, unreachable earlier in this update ({reason})")
+                }
                 Err(Attempt::Local(e)) => return Err(local(e)),
                 Err(Attempt::Repo(e)) => format!("{e}"),
                 Ok(()) => {
-                    let digest = pipe.with_part(|p| p.sync().map(|_| p.digest())).await.map_err(local)?;
+                    let digest = pipe
+                        .with_part(|p| p.sync().map(|_| p.digest()))
+                        .await
+                        .map_err(local)?;
                     if digest.eq_ignore_ascii_case(&job.spec.sha256) {
                         return Ok(Fetched {
                             repository: repo.name().to_string(),
@@ -143,17 +178,25 @@ impl Transfer {
                     let written = pipe.len();
                     pipe.with_part(|p| p.reset()).await.map_err(local)?;
                     observer.progress(job, -(written as i64));
-                    let reason = format!("SHA-256 mismatch (got {digest}, app.json says {})", job.spec.sha256);
+                    let reason = format!(
+                        "SHA-256 mismatch (got {digest}, app.json says {})",
+                        job.spec.sha256
+                    );
                     if mixed_from.take().is_some() && !restarted {
                         // The bytes came from several sources: we cannot tell which one was bad.
                         restarted = true;
-                        observer.failover(job, repo.name(), &format!("{reason}; restarting the file from zero"));
+                        observer.failover(
+                            job,
+                            repo.name(),
+                            &format!("{reason}; restarting the file from zero"),
+                            false,
+                        );
                         continue;
                     }
                     reason
                 }
             };
-            observer.failover(job, repo.name(), &reason);
+            observer.failover(job, repo.name(), &reason, not_found);
             reasons.push((repo.name().to_string(), reason));
             if pipe.len() > 0 {
                 mixed_from = Some(repo.name().to_string());
@@ -166,8 +209,29 @@ impl Transfer {
         })
     }
 
+    fn down_reason(&self, repository: &str) -> Option<String> {
+        match self.down.lock() {
+            Ok(down) => down.get(repository).cloned(),
+            Err(p) => p.into_inner().get(repository).cloned(),
+        }
+    }
+
+    fn mark_down(&self, repository: &str, error: &RepositoryError) {
+        let mut down = match self.down.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        down.insert(repository.to_string(), error.to_string());
+    }
+
     /// Tries one repository until the file is complete or the retries are used up.
-    async fn fetch_from(&self, repo: &Repository, job: &FileJob, pipe: &mut Pipeline, observer: &dyn Observer) -> Result<(), Attempt> {
+    async fn fetch_from(
+        &self,
+        repo: &Repository,
+        job: &FileJob,
+        pipe: &mut Pipeline,
+        observer: &dyn Observer,
+    ) -> Result<(), Attempt> {
         let mut failures = 0;
         loop {
             if pipe.len() == job.spec.size {
@@ -181,9 +245,15 @@ impl Transfer {
             };
             failures = if pipe.len() > before { 1 } else { failures + 1 };
             if failures > self.policy.retries {
+                if matches!(error, RepositoryError::Connection { .. }) {
+                    self.mark_down(repo.name(), &error);
+                }
                 return Err(Attempt::Repo(error));
             }
-            if error.retry_after().is_some_and(|d| d > retry::MAX_RETRY_AFTER) {
+            if error
+                .retry_after()
+                .is_some_and(|d| d > retry::MAX_RETRY_AFTER)
+            {
                 return Err(Attempt::Repo(error));
             }
             let pause = self.policy.pause(failures, error.retry_after());
@@ -196,7 +266,13 @@ impl Transfer {
     }
 
     /// One request: from the current offset to the end of the file or the first error.
-    async fn attempt(&self, repo: &Repository, job: &FileJob, pipe: &mut Pipeline, observer: &dyn Observer) -> Result<(), Attempt> {
+    async fn attempt(
+        &self,
+        repo: &Repository,
+        job: &FileJob,
+        pipe: &mut Pipeline,
+        observer: &dyn Observer,
+    ) -> Result<(), Attempt> {
         let offset = pipe.len();
         let etag = job
             .resume
@@ -215,21 +291,31 @@ impl Transfer {
                 reason: format!("the server has {total} bytes, app.json says {size}"),
             }));
         }
-        observer.source(job, &ResumeHint {
-            repository: repo.name().to_string(),
-            etag: download.etag.clone(),
-        });
+        observer.source(
+            job,
+            &ResumeHint {
+                repository: repo.name().to_string(),
+                etag: download.etag.clone(),
+            },
+        );
         if download.start == 0 && offset > 0 {
             // The server ignored Range (or its copy changed): start over, never splice.
-            pipe.with_part(|p| p.reset()).await.map_err(Attempt::Local)?;
+            pipe.with_part(|p| p.reset())
+                .await
+                .map_err(Attempt::Local)?;
             observer.progress(job, -(offset as i64));
         }
         let mut meter = Meter::default();
         while let Some(chunk) = repository::next_chunk(&mut download).await? {
             let room = size - pipe.len();
             let overflow = chunk.len() as u64 > room;
-            let chunk = if overflow { chunk.slice(..room as usize) } else { chunk };
-            self.write_limited(job, pipe, &mut meter, chunk, observer).await?;
+            let chunk = if overflow {
+                chunk.slice(..room as usize)
+            } else {
+                chunk
+            };
+            self.write_limited(job, pipe, &mut meter, chunk, observer)
+                .await?;
             if overflow {
                 return Err(Attempt::Repo(RepositoryError::Protocol {
                     url: download.url,
@@ -248,7 +334,14 @@ impl Transfer {
     }
 
     /// Passes a chunk on in pieces of at most one burst, each after the bandwidth allows it.
-    async fn write_limited(&self, job: &FileJob, pipe: &mut Pipeline, meter: &mut Meter, mut chunk: Bytes, observer: &dyn Observer) -> Result<(), Attempt> {
+    async fn write_limited(
+        &self,
+        job: &FileJob,
+        pipe: &mut Pipeline,
+        meter: &mut Meter,
+        mut chunk: Bytes,
+        observer: &dyn Observer,
+    ) -> Result<(), Attempt> {
         while !chunk.is_empty() {
             let piece = chunk.split_to(self.bandwidth.piece_size().min(chunk.len()));
             self.bandwidth.charge(meter, piece.len()).await;

@@ -42,7 +42,12 @@ impl PartFile {
         if !path.exists() && final_path.is_file() {
             std::fs::rename(final_path, &path)?;
         }
-        let mut file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path)?;
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)?;
         let mut part = PartFile {
             len: 0,
             hasher: Sha256::new(),
@@ -78,7 +83,12 @@ impl PartFile {
         if self.len - self.written_back >= WRITEBACK_EVERY {
             // Starts write-back of what is written and drops it from the page cache; only a
             // hint, so a failure changes nothing.
-            let _ = posix_fadvise(&self.file, 0, self.len as i64, PosixFadviseAdvice::POSIX_FADV_DONTNEED);
+            let _ = posix_fadvise(
+                &self.file,
+                0,
+                self.len as i64,
+                PosixFadviseAdvice::POSIX_FADV_DONTNEED,
+            );
             self.written_back = self.len;
         }
         Ok(())
@@ -143,7 +153,9 @@ impl Pipeline {
             self.part = Some(part);
             result?;
         }
-        self.part.take().ok_or_else(|| io::Error::other("part file lost after a failed write"))
+        self.part
+            .take()
+            .ok_or_else(|| io::Error::other("part file lost after a failed write"))
     }
 
     /// Returns the file after [`settle`](Self::settle).

@@ -21,7 +21,10 @@ impl RetryPolicy {
     /// The pause before attempt `n` (1 = the first retry): half fixed, half random, so a fleet
     /// that failed together does not come back together.
     pub fn backoff(&self, n: u32) -> Duration {
-        let exp = self.base.saturating_mul(1u32 << n.saturating_sub(1).min(16)).min(MAX_BACKOFF);
+        let exp = self
+            .base
+            .saturating_mul(1u32 << n.saturating_sub(1).min(16))
+            .min(MAX_BACKOFF);
         let half = exp / 2;
         half + rand::rng().random_range(Duration::ZERO..=half)
     }
@@ -41,7 +44,10 @@ mod tests {
 
     #[test]
     fn backoff_grows_and_stays_bounded() {
-        let p = RetryPolicy { retries: 5, base: Duration::from_secs(1) };
+        let p = RetryPolicy {
+            retries: 5,
+            base: Duration::from_secs(1),
+        };
         for _ in 0..50 {
             let first = p.backoff(1);
             assert!(first >= Duration::from_millis(500) && first <= Duration::from_secs(1));
@@ -49,6 +55,9 @@ mod tests {
             assert!(third >= Duration::from_secs(2) && third <= Duration::from_secs(4));
             assert!(p.backoff(40) <= MAX_BACKOFF);
         }
-        assert_eq!(p.pause(1, Some(Duration::from_secs(7))), Duration::from_secs(7));
+        assert_eq!(
+            p.pause(1, Some(Duration::from_secs(7))),
+            Duration::from_secs(7)
+        );
     }
 }
