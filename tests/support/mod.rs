@@ -23,7 +23,8 @@ pub mod tls;
 use std::time::{Duration, Instant};
 
 pub use agent::{
-    Agent, RunOutput, RunningAgent, WrittenApp, pseudo_random_bytes, sha256_hex, write_app,
+    Agent, RunOutput, RunningAgent, WrittenApp, agent_command, pseudo_random_bytes,
+    run_with_timeout, sha256_hex, write_app, write_password_file,
 };
 pub use apache::{AccessEntry, Apache, ApacheBuilder};
 pub use mock::{MockResponse, MockServer, RecordedRequest};
