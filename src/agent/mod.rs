@@ -54,6 +54,7 @@ pub struct Agent {
     bandwidth: Arc<Bandwidth>,
     /// Visible repositories in the order they are tried.
     repositories: Vec<Arc<Repository>>,
+    policy: RetryPolicy,
 }
 
 impl Agent {
@@ -75,11 +76,16 @@ impl Agent {
             .filter(|r| !r.hidden())
             .map(|r| Repository::new(r.clone(), &timeouts))
             .collect::<Result<Vec<_>, _>>()?;
+        let policy = RetryPolicy {
+            retries: settings.update.retries,
+            base: settings.update.retry_backoff,
+        };
         Ok(Agent {
             settings,
             store,
             bandwidth,
             repositories,
+            policy,
         })
     }
 
@@ -88,8 +94,11 @@ impl Agent {
         let mut outcome = Outcome::default();
         let mut planned = Vec::new();
         for wanted in &idf.apps {
-            let result = match plan::resolve_version(&self.repositories, wanted).await {
-                Ok(resolved) => plan::fetch_manifest(&self.repositories, &resolved).await,
+            let result = match plan::resolve_version(&self.repositories, &self.policy, wanted).await
+            {
+                Ok(resolved) => {
+                    plan::fetch_manifest(&self.repositories, &self.policy, &resolved).await
+                }
                 Err(e) => Err(e),
             };
             match result {
@@ -107,7 +116,16 @@ impl Agent {
                 .is_complete(&p.manifest.name, &p.manifest.version)
         });
         for p in &unchanged {
-            self.set_state(&p.manifest.name, AppState::Downloaded, None)?;
+            let staged_before = self.store.snapshot().apps.iter().any(|a| {
+                a.name == p.manifest.name
+                    && !matches!(
+                        a.state,
+                        AppState::Assigned | AppState::Downloading | AppState::DownloadFailed
+                    )
+            });
+            if !staged_before {
+                self.set_state(&p.manifest.name, AppState::Downloaded, None)?;
+            }
             outcome.unchanged.push(p.manifest.name.clone());
         }
         if let Err(reason) = self.check_space(&to_fetch) {
@@ -126,10 +144,7 @@ impl Agent {
             let transfer = Transfer::new(
                 self.repositories.clone(),
                 self.bandwidth.clone(),
-                RetryPolicy {
-                    retries: self.settings.update.retries,
-                    base: self.settings.update.retry_backoff,
-                },
+                self.policy.clone(),
             );
             let results = join_all(
                 to_fetch
@@ -257,8 +272,16 @@ impl Agent {
     ) -> Result<(), String> {
         let (name, version) = (&p.manifest.name, &p.manifest.version);
         let store_err = |e: StoreError| e.to_string();
-        self.set_state(name, AppState::Downloading, None)
-            .map_err(|e| e.to_string())?;
+        // Progress restarts from what the part files hold; the transfers report it.
+        self.store
+            .update(|s| {
+                if let Some(record) = s.app_mut(name) {
+                    record.state = AppState::Downloading;
+                    record.error = None;
+                    record.bytes_done = 0;
+                }
+            })
+            .map_err(store_err)?;
         tracing::info!(app = %name, version = %version, state = "downloading",
             "{name} {version}: downloading {} file(s), {}", p.manifest.files.len(), report::human_bytes(p.manifest.total_bytes()));
         let hints = self

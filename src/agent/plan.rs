@@ -8,6 +8,7 @@ use std::sync::Arc;
 use crate::idf::WantedApp;
 use crate::manifest::{MAX_MANIFEST_BYTES, Manifest, check_version, compare_versions, sha256_hex};
 use crate::repository::Repository;
+use crate::transfer::retry::{RetryPolicy, retrying};
 
 /// An app whose version and manifest are known.
 #[derive(Debug, Clone)]
@@ -36,6 +37,7 @@ fn reasons_text(reasons: &[String]) -> String {
 /// Resolves `latest` to a version; other versions are returned as they are.
 pub async fn resolve_version(
     repos: &[Arc<Repository>],
+    policy: &RetryPolicy,
     app: &WantedApp,
 ) -> Result<WantedApp, PlanError> {
     if !app.wants_latest() {
@@ -43,7 +45,12 @@ pub async fn resolve_version(
     }
     let mut reasons = Vec::new();
     for repo in repos {
-        match repo.list(&format!("{}/", app.name)).await {
+        let dir = format!("{}/", app.name);
+        let listing = retrying(policy, &format!("{}: listing {dir}", repo.name()), || {
+            repo.list(&dir)
+        })
+        .await;
+        match listing {
             Ok(entries) => {
                 let newest = entries
                     .into_iter()
@@ -75,12 +82,17 @@ pub async fn resolve_version(
 /// good one.
 pub async fn fetch_manifest(
     repos: &[Arc<Repository>],
+    policy: &RetryPolicy,
     app: &WantedApp,
 ) -> Result<PlannedApp, PlanError> {
     let path = format!("{}/{}/app.json", app.name, app.version);
     let mut reasons = Vec::new();
     for repo in repos {
-        let bytes = match repo.fetch_small(&path, MAX_MANIFEST_BYTES).await {
+        let bytes = match retrying(policy, &format!("{}: {path}", repo.name()), || {
+            repo.fetch_small(&path, MAX_MANIFEST_BYTES)
+        })
+        .await
+        {
             Ok(b) => b,
             Err(e) => {
                 reasons.push(format!("{}: {e}", repo.name()));

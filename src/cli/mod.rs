@@ -141,7 +141,8 @@ pub fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(failure) => {
-            eprintln!("igel-update-agent: {:#}", failure.error);
+            // Every error of this crate already says what caused it; the chain would repeat it.
+            eprintln!("igel-update-agent: {}", failure.error);
             ExitCode::from(failure.code)
         }
     }

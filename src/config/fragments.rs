@@ -115,15 +115,44 @@ pub struct Fragment {
 
 impl Fragment {
     pub fn parse(path: &Path, text: String) -> Result<Fragment, ConfigError> {
-        let raw = toml::from_str(&text).map_err(|e| ConfigError::Parse {
-            path: path.to_path_buf(),
-            message: e.to_string().trim_end().to_string(),
-        })?;
-        Ok(Fragment {
+        let mut fragment = Fragment {
             path: path.to_path_buf(),
             text,
-            raw,
-        })
+            raw: RawConfig::default(),
+        };
+        fragment.raw = toml::from_str(&fragment.text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: fragment.describe_parse_error(&e),
+        })?;
+        Ok(fragment)
+    }
+
+    /// The parser's own Display quotes the offending line, which may hold a password: say
+    /// where (line, column, and the key written at the start of that line) and why, only.
+    fn describe_parse_error(&self, e: &toml::de::Error) -> String {
+        let reason = e.message().trim_end();
+        let Some(span) = e.span() else {
+            return reason.to_string();
+        };
+        let start = span.start.min(self.text.len());
+        let line_start = self.text[..start].rfind('\n').map_or(0, |i| i + 1);
+        let line_end = self.text[start..]
+            .find('\n')
+            .map_or(self.text.len(), |i| start + i);
+        let key = self.text[line_start..line_end]
+            .split_once('=')
+            .map(|(k, _)| k.trim())
+            .filter(|k| {
+                !k.is_empty()
+                    && k.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
+            })
+            .map_or_else(String::new, |k| format!("key `{k}`: "));
+        format!(
+            "line {}, column {}: {key}{reason}",
+            self.line_of(start),
+            start - line_start + 1
+        )
     }
 
     /// 1-based line of a byte offset.

@@ -25,6 +25,9 @@ pub fn parse(xml: &[u8], dir_path: &str) -> Result<Vec<Entry>, String> {
     let (mut in_response, mut in_href) = (false, false);
     let (mut href, mut is_dir) = (String::new(), false);
     let mut buf = Vec::new();
+    // A listing is complete only when its multistatus root was opened and closed: a body cut
+    // off between two responses is still well-formed XML up to that point.
+    let (mut opened, mut closed) = (false, false);
     loop {
         match reader.read_event_into(&mut buf) {
             Err(e) => {
@@ -34,6 +37,11 @@ pub fn parse(xml: &[u8], dir_path: &str) -> Result<Vec<Entry>, String> {
                 ));
             }
             Ok(Event::Eof) => break,
+            Ok(Event::Start(e)) if e.local_name().as_ref() == b"multistatus" => opened = true,
+            Ok(Event::End(e)) if e.local_name().as_ref() == b"multistatus" => closed = true,
+            Ok(Event::Text(t)) if !opened && !t.iter().all(u8::is_ascii_whitespace) => {
+                return Err("the answer is not a WebDAV multistatus document".into());
+            }
             Ok(Event::Start(e)) => match e.local_name().as_ref() {
                 b"response" => {
                     in_response = true;
@@ -76,6 +84,12 @@ pub fn parse(xml: &[u8], dir_path: &str) -> Result<Vec<Entry>, String> {
             Ok(_) => {}
         }
         buf.clear();
+    }
+    if !opened {
+        return Err("the answer is not a WebDAV multistatus document".into());
+    }
+    if !closed || in_response {
+        return Err("the listing ends before its multistatus element is closed (cut off?)".into());
     }
     Ok(entries)
 }
@@ -156,8 +170,14 @@ mod tests {
             )
             .is_err()
         );
-        assert!(
-            parse(b"\xff\xfe<<<", "/").is_err() || parse(b"\xff\xfe<<<", "/").unwrap().is_empty()
-        );
+        assert!(parse(b"\xff\xfe<<<", "/").is_err());
+        assert!(parse(b"}{ this is not a listing <<< >>", "/").is_err());
+    }
+
+    #[test]
+    fn a_listing_cut_off_between_responses_is_an_error() {
+        let cut = &APACHE[..APACHE.find("<D:response><D:href>http://").unwrap()];
+        let err = parse(cut.as_bytes(), "/repo/chromium/").unwrap_err();
+        assert!(err.contains("cut off"), "{err}");
     }
 }

@@ -86,7 +86,8 @@ pub struct Download {
     pub start: u64,
     /// Length of the whole file, when the server said.
     pub total: Option<u64>,
-    pub etag: Option<String>,
+    /// What to send in `If-Range` when resuming this file later (see [`resume_validator`]).
+    pub validator: Option<String>,
     pub url: Url,
 }
 
@@ -269,11 +270,7 @@ impl Repository {
             }
         }
         let response = self.send(Method::GET, &url, headers, None).await?;
-        let etag = response
-            .headers()
-            .get(ETAG)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
+        let validator = resume_validator(response.headers());
         let (start, total) = if response.status() == StatusCode::PARTIAL_CONTENT {
             let (start, total) = parse_content_range(response.headers()).ok_or_else(|| {
                 RepositoryError::Protocol {
@@ -295,7 +292,7 @@ impl Repository {
             response,
             start,
             total,
-            etag,
+            validator,
             url,
         })
     }
@@ -359,6 +356,18 @@ fn parse_retry_after(value: &HeaderValue) -> Option<Duration> {
         when.duration_since(std::time::SystemTime::now())
             .unwrap_or_default(),
     )
+}
+
+/// The validator for `If-Range`: a strong ETag only. A weak ETag never matches in `If-Range`
+/// (RFC 9110 13.1.5), and a date only when the file is old enough, so either would turn many
+/// resumes into restarts from zero. Without a validator the resume sends a plain `Range`; the
+/// SHA-256 over the whole file catches a copy that changed, and the file restarts from zero.
+fn resume_validator(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(ETAG)
+        .and_then(|v| v.to_str().ok())
+        .filter(|etag| !etag.starts_with("W/"))
+        .map(str::to_string)
 }
 
 /// `bytes START-END/TOTAL` -> (START, TOTAL).
@@ -439,6 +448,19 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_strong_etags_are_used_for_if_range() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            reqwest::header::LAST_MODIFIED,
+            HeaderValue::from_static("Sun, 22 Nov 2026 10:00:00 GMT"),
+        );
+        h.insert(ETAG, HeaderValue::from_static("W/\"abc\""));
+        assert_eq!(resume_validator(&h), None);
+        h.insert(ETAG, HeaderValue::from_static("\"strong\""));
+        assert_eq!(resume_validator(&h).as_deref(), Some("\"strong\""));
+    }
 
     #[test]
     fn content_range_is_parsed() {

@@ -2,7 +2,8 @@
 //! order, 404 -> next at once; connection failures, timeouts and 5xx -> bounded retries with
 //! backoff, then next; a repository failing mid-file -> the next continues at the byte offset;
 //! SHA-256 computed while streaming; never more bytes than the manifest declares; a mismatch
-//! at the end restarts the file once from zero when its bytes came from more than one source.
+//! at the end restarts the file once from zero when its bytes came from more than one source
+//! (or partly from an earlier run).
 //!
 //! `transfer` never decides what to download or when to activate; it gets a file and a list of
 //! repositories and returns a verified file or the reason each repository failed.
@@ -64,12 +65,14 @@ pub struct FileJob {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ResumeHint {
     pub repository: String,
-    pub etag: Option<String>,
+    /// Strong ETag of that repository's copy, for `If-Range`.
+    #[serde(alias = "etag")]
+    pub validator: Option<String>,
 }
 
 /// What the transfer tells its caller as it goes.
 pub trait Observer: Send + Sync {
-    /// Bytes are now coming from `repository`; `etag` lets a later run resume with `If-Range`.
+    /// Bytes are now coming from `repository`; its validator lets a later run resume with `If-Range`.
     fn source(&self, job: &FileJob, hint: &ResumeHint);
     /// The part file grew (or, negative, was thrown away).
     fn progress(&self, job: &FileJob, delta: i64);
@@ -141,19 +144,13 @@ impl Transfer {
             .map_err(local)?;
         observer.progress(job, part.len() as i64);
         let mut pipe = Pipeline::new(part);
-        // Bytes already in the part file came from elsewhere unless the hint says otherwise.
-        let mut mixed_from: Option<String> = (pipe.len() > 0).then(|| {
-            job.resume
-                .as_ref()
-                .map_or_else(|| "an earlier run".to_string(), |h| h.repository.clone())
-        });
+        // Bytes from an earlier run may come from a copy that has changed since (not every
+        // server gives a strong ETag for If-Range): a mismatch then restarts the file once.
+        let mut mixed = pipe.len() > 0;
         let mut restarted = false;
         let mut reasons = Vec::new();
         let mut index = 0;
         while let Some(repo) = self.repositories.get(index) {
-            if mixed_from.as_deref() == Some(repo.name()) {
-                mixed_from = None;
-            }
             let result = match self.down_reason(repo.name()) {
                 Some(reason) => Err(Attempt::Down(reason)),
                 None => self.fetch_from(repo, job, &mut pipe, observer).await,
@@ -182,8 +179,8 @@ impl Transfer {
                         "SHA-256 mismatch (got {digest}, app.json says {})",
                         job.spec.sha256
                     );
-                    if mixed_from.take().is_some() && !restarted {
-                        // The bytes came from several sources: we cannot tell which one was bad.
+                    if std::mem::take(&mut mixed) && !restarted {
+                        // The bytes came from several sources or an earlier run: which one was bad is unknown.
                         restarted = true;
                         observer.failover(
                             job,
@@ -199,7 +196,7 @@ impl Transfer {
             observer.failover(job, repo.name(), &reason, not_found);
             reasons.push((repo.name().to_string(), reason));
             if pipe.len() > 0 {
-                mixed_from = Some(repo.name().to_string());
+                mixed = true;
             }
             index += 1;
         }
@@ -274,14 +271,16 @@ impl Transfer {
         observer: &dyn Observer,
     ) -> Result<(), Attempt> {
         let offset = pipe.len();
-        let etag = job
+        let validator = job
             .resume
             .as_ref()
             .filter(|h| h.repository == repo.name())
-            .and_then(|h| h.etag.clone());
-        // If-Range only with a validator of this same repository: another mirror's ETag
+            .and_then(|h| h.validator.clone());
+        // If-Range only with a validator of this same repository: another mirror's
         // would never match, and the SHA-256 check guards against mixed copies anyway.
-        let mut download = repo.download(&job.remote, offset, etag.as_deref()).await?;
+        let mut download = repo
+            .download(&job.remote, offset, validator.as_deref())
+            .await?;
         let size = job.spec.size;
         if let Some(total) = download.total
             && total != size
@@ -295,7 +294,7 @@ impl Transfer {
             job,
             &ResumeHint {
                 repository: repo.name().to_string(),
-                etag: download.etag.clone(),
+                validator: download.validator.clone(),
             },
         );
         if download.start == 0 && offset > 0 {

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use rand::Rng;
 
+use crate::repository::RepositoryError;
+
 /// Longest pause between two attempts at one repository.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// A server asking for a longer pause than this is skipped in favour of the next repository.
@@ -35,6 +37,34 @@ impl RetryPolicy {
             Some(after) => after.min(MAX_RETRY_AFTER),
             None => self.backoff(n),
         }
+    }
+}
+
+/// Runs a small request (a listing, an `app.json`) with the same retry rules as a file:
+/// retryable failures are tried again after a pause, up to `policy.retries` times.
+pub async fn retrying<T, F, Fut>(
+    policy: &RetryPolicy,
+    what: &str,
+    mut request: F,
+) -> Result<T, RepositoryError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, RepositoryError>>,
+{
+    let mut failures = 0;
+    loop {
+        let error = match request().await {
+            Ok(value) => return Ok(value),
+            Err(e) => e,
+        };
+        let too_long = error.retry_after().is_some_and(|d| d > MAX_RETRY_AFTER);
+        if !error.is_retryable() || failures >= policy.retries || too_long {
+            return Err(error);
+        }
+        failures += 1;
+        let pause = policy.pause(failures, error.retry_after());
+        tracing::info!("{what}: {error}; retrying in {:.1}s", pause.as_secs_f64());
+        tokio::time::sleep(pause).await;
     }
 }
 
