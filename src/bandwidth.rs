@@ -9,9 +9,10 @@
 //! This module never touches the network or files; it only makes callers wait.
 
 use std::num::NonZeroU32;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use parking_lot::RwLock;
 
 const CELL: u64 = 1024;
 /// The largest piece a transfer forwards at once when no limit is set.
@@ -67,10 +68,7 @@ impl Bandwidth {
             return;
         }
         let new = bytes_per_sec.map(|r| Arc::new(Bucket::new(r)));
-        match self.bucket.write() {
-            Ok(mut guard) => *guard = new,
-            Err(poisoned) => *poisoned.into_inner() = new,
-        }
+        *self.bucket.write() = new;
     }
 
     pub fn limit(&self) -> Option<u64> {
@@ -78,10 +76,7 @@ impl Bandwidth {
     }
 
     fn current(&self) -> Option<Arc<Bucket>> {
-        match self.bucket.read() {
-            Ok(guard) => guard.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
+        self.bucket.read().clone()
     }
 
     /// The largest piece a transfer should forward before waiting again: one burst.

@@ -10,9 +10,9 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use parking_lot::{Mutex, MutexGuard};
 use serde::{Deserialize, Serialize};
 
 use crate::config::settings::PathSettings;
@@ -234,11 +234,8 @@ impl Store {
         self.lock_state().clone()
     }
 
-    fn lock_state(&self) -> std::sync::MutexGuard<'_, State> {
-        match self.state.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        }
+    fn lock_state(&self) -> MutexGuard<'_, State> {
+        self.state.lock()
     }
 
     /// Changes the state and writes it to disk before returning.
@@ -253,10 +250,7 @@ impl Store {
     pub fn progress(&self, change: impl FnOnce(&mut State)) -> Result<(), StoreError> {
         let mut state = self.lock_state();
         change(&mut state);
-        let mut last = match self.last_progress_save.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
+        let mut last = self.last_progress_save.lock();
         if last.elapsed() >= PROGRESS_INTERVAL {
             *last = Instant::now();
             self.save(&state)?;

@@ -2,7 +2,7 @@
 //! server's last challenge and answers it (with a growing nonce count), and takes a new one
 //! when the server says the nonce is stale or unknown.
 
-use std::sync::Mutex;
+use parking_lot::Mutex;
 
 use digest_auth::{AuthContext, HttpMethod, WwwAuthenticateHeader};
 use reqwest::header::{HeaderValue, WWW_AUTHENTICATE};
@@ -45,10 +45,7 @@ impl Authenticator {
                 req.basic_auth(username, Some(password.expose()))
             }
             RepositoryAuth::Digest { username, password } => {
-                let mut guard = match self.challenge.lock() {
-                    Ok(g) => g,
-                    Err(p) => p.into_inner(),
-                };
+                let mut guard = self.challenge.lock();
                 let Some(challenge) = guard.as_mut() else {
                     return req;
                 };
@@ -98,10 +95,7 @@ impl Authenticator {
         if fresh && !challenge.stale {
             return Unauthorized::Refused("the server refused the username and password".into());
         }
-        match self.challenge.lock() {
-            Ok(mut g) => *g = Some(challenge),
-            Err(p) => *p.into_inner() = Some(challenge),
-        }
+        *self.challenge.lock() = Some(challenge);
         Unauthorized::Retry
     }
 }

@@ -13,7 +13,9 @@ pub mod retry;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use bytes::Bytes;
 
@@ -207,18 +209,13 @@ impl Transfer {
     }
 
     fn down_reason(&self, repository: &str) -> Option<String> {
-        match self.down.lock() {
-            Ok(down) => down.get(repository).cloned(),
-            Err(p) => p.into_inner().get(repository).cloned(),
-        }
+        self.down.lock().get(repository).cloned()
     }
 
     fn mark_down(&self, repository: &str, error: &RepositoryError) {
-        let mut down = match self.down.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
-        down.insert(repository.to_string(), error.to_string());
+        self.down
+            .lock()
+            .insert(repository.to_string(), error.to_string());
     }
 
     /// Tries one repository until the file is complete or the retries are used up.
@@ -241,19 +238,12 @@ impl Transfer {
                 Err(other) => return Err(other),
             };
             failures = if pipe.len() > before { 1 } else { failures + 1 };
-            if failures > self.policy.retries {
+            let Some(pause) = self.policy.next_pause(failures, &error) else {
                 if matches!(error, RepositoryError::Connection { .. }) {
                     self.mark_down(repo.name(), &error);
                 }
                 return Err(Attempt::Repo(error));
-            }
-            if error
-                .retry_after()
-                .is_some_and(|d| d > retry::MAX_RETRY_AFTER)
-            {
-                return Err(Attempt::Repo(error));
-            }
-            let pause = self.policy.pause(failures, error.retry_after());
+            };
             tracing::info!(
                 app = %job.app, version = %job.version, repository = repo.name(),
                 "{}: {error}; retrying in {:.1}s", job.spec.path, pause.as_secs_f64()

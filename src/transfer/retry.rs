@@ -31,6 +31,19 @@ impl RetryPolicy {
         half + rand::rng().random_range(Duration::ZERO..=half)
     }
 
+    /// The pause before retrying after `failures` failures in a row, or `None` when it is
+    /// time to give up on this repository: the error is not worth retrying, the retries are
+    /// used up, or the server asks for a longer pause than [`MAX_RETRY_AFTER`].
+    pub fn next_pause(&self, failures: u32, error: &RepositoryError) -> Option<Duration> {
+        if !error.is_retryable() || failures > self.retries {
+            return None;
+        }
+        match error.retry_after() {
+            Some(after) if after > MAX_RETRY_AFTER => None,
+            after => Some(self.pause(failures, after)),
+        }
+    }
+
     /// The pause before the next attempt, honouring `Retry-After`.
     pub fn pause(&self, n: u32, retry_after: Option<Duration>) -> Duration {
         match retry_after {
@@ -57,12 +70,10 @@ where
             Ok(value) => return Ok(value),
             Err(e) => e,
         };
-        let too_long = error.retry_after().is_some_and(|d| d > MAX_RETRY_AFTER);
-        if !error.is_retryable() || failures >= policy.retries || too_long {
-            return Err(error);
-        }
         failures += 1;
-        let pause = policy.pause(failures, error.retry_after());
+        let Some(pause) = policy.next_pause(failures, &error) else {
+            return Err(error);
+        };
         tracing::info!("{what}: {error}; retrying in {:.1}s", pause.as_secs_f64());
         tokio::time::sleep(pause).await;
     }
