@@ -9,7 +9,7 @@
 //! This module never touches the network or files; it only makes callers wait.
 
 use std::num::NonZeroU32;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use parking_lot::RwLock;
@@ -17,9 +17,14 @@ use parking_lot::RwLock;
 const CELL: u64 = 1024;
 /// The largest piece a transfer forwards at once when no limit is set.
 const UNLIMITED_PIECE: usize = 256 * 1024;
+/// Under a limit, pieces are a fiftieth of a second's worth.
+const PIECES_PER_SEC: u64 = 50;
 
 struct Bucket {
-    limiter: DefaultDirectRateLimiter,
+    quota: Quota,
+    /// Made at the first charge, not when the limit is set: a bucket made earlier would fill
+    /// up while the agent plans, and the first transfer would start with that burst.
+    limiter: OnceLock<DefaultDirectRateLimiter>,
     burst_cells: u32,
     bytes_per_sec: u64,
 }
@@ -28,15 +33,21 @@ impl Bucket {
     fn new(bytes_per_sec: u64) -> Bucket {
         let cells_per_sec = (bytes_per_sec / CELL).clamp(1, 1_000_000_000) as u32;
         let burst_cells = (cells_per_sec / 10).max(1);
-        let quota = Quota::per_second(nonzero(cells_per_sec)).allow_burst(nonzero(burst_cells));
-        let limiter = RateLimiter::direct(quota);
-        // A new bucket is full; drain it so a transfer never starts with a burst.
-        let _ = limiter.check_n(nonzero(burst_cells));
         Bucket {
-            limiter,
+            quota: Quota::per_second(nonzero(cells_per_sec)).allow_burst(nonzero(burst_cells)),
+            limiter: OnceLock::new(),
             burst_cells,
             bytes_per_sec,
         }
+    }
+
+    fn limiter(&self) -> &DefaultDirectRateLimiter {
+        self.limiter.get_or_init(|| {
+            let limiter = RateLimiter::direct(self.quota);
+            // A new limiter is full; drain it so that a transfer never starts with a burst.
+            let _ = limiter.check_n(nonzero(self.burst_cells));
+            limiter
+        })
     }
 }
 
@@ -79,11 +90,16 @@ impl Bandwidth {
         self.bucket.read().clone()
     }
 
-    /// The largest piece a transfer should forward before waiting again: one burst.
+    /// The largest piece a transfer should forward before waiting again: 20 ms of the rate
+    /// (at least one cell). Pieces much smaller than the burst keep the file growing evenly,
+    /// so that no one-second window seen from outside holds more than about 2 % over the
+    /// limit; with burst-sized pieces a window could hold 11 bursts instead of 10.
     pub fn piece_size(&self) -> usize {
         match self.current() {
             None => UNLIMITED_PIECE,
-            Some(b) => (u64::from(b.burst_cells) * CELL).min(UNLIMITED_PIECE as u64) as usize,
+            Some(b) => (b.bytes_per_sec / PIECES_PER_SEC)
+                .clamp(CELL, u64::from(b.burst_cells) * CELL)
+                .min(UNLIMITED_PIECE as u64) as usize,
         }
     }
 
@@ -98,7 +114,7 @@ impl Bandwidth {
             };
             let cells = (meter.uncharged / CELL).min(u64::from(bucket.burst_cells)) as u32;
             // Cannot fail: `cells` is at most the bucket's burst.
-            let _ = bucket.limiter.until_n_ready(nonzero(cells)).await;
+            let _ = bucket.limiter().until_n_ready(nonzero(cells)).await;
             meter.uncharged -= u64::from(cells) * CELL;
         }
     }
@@ -141,6 +157,20 @@ mod tests {
     }
 
     #[test]
+    fn a_bucket_does_not_fill_up_before_its_first_use() {
+        // Planning takes a while after the limit is set; the first transfer still starts empty.
+        let bw = Bandwidth::new(Some(1024 * 1024));
+        std::thread::sleep(Duration::from_millis(300));
+        let started = Instant::now();
+        runtime().block_on(bw.charge(&mut Meter::default(), 100 * 1024));
+        assert!(
+            started.elapsed() >= Duration::from_millis(80),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[test]
     fn transfers_share_one_limit() {
         // Two transfers of 128 KiB each at 1 MiB/s: together at least ~250 ms.
         let bw = Bandwidth::new(Some(1024 * 1024));
@@ -176,7 +206,7 @@ mod tests {
         assert_eq!(bw.piece_size(), 1024);
         bw.set_limit(Some(10 * 1024 * 1024));
         assert_eq!(bw.limit(), Some(10 * 1024 * 1024));
-        assert_eq!(bw.piece_size(), 256 * 1024);
+        assert_eq!(bw.piece_size(), 10 * 1024 * 1024 / 50);
         let started = Instant::now();
         runtime().block_on(bw.charge(&mut Meter::default(), 512 * 1024));
         // At the old 1 KiB/s this would take over eight minutes.
