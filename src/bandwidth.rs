@@ -17,8 +17,8 @@ use parking_lot::RwLock;
 const CELL: u64 = 1024;
 /// The largest piece a transfer forwards at once when no limit is set.
 const UNLIMITED_PIECE: usize = 256 * 1024;
-/// Under a limit, pieces are a fiftieth of a second's worth.
-const PIECES_PER_SEC: u64 = 50;
+/// Under a limit, pieces are a hundredth of a second's worth.
+const PIECES_PER_SEC: u64 = 100;
 
 struct Bucket {
     quota: Quota,
@@ -90,9 +90,9 @@ impl Bandwidth {
         self.bucket.read().clone()
     }
 
-    /// The largest piece a transfer should forward before waiting again: 20 ms of the rate
+    /// The largest piece a transfer should forward before waiting again: 10 ms of the rate
     /// (at least one cell). Pieces much smaller than the burst keep the file growing evenly,
-    /// so that no one-second window seen from outside holds more than about 2 % over the
+    /// so that no one-second window seen from outside holds more than about 1 % over the
     /// limit; with burst-sized pieces a window could hold 11 bursts instead of 10.
     pub fn piece_size(&self) -> usize {
         match self.current() {
@@ -206,7 +206,7 @@ mod tests {
         assert_eq!(bw.piece_size(), 1024);
         bw.set_limit(Some(10 * 1024 * 1024));
         assert_eq!(bw.limit(), Some(10 * 1024 * 1024));
-        assert_eq!(bw.piece_size(), 10 * 1024 * 1024 / 50);
+        assert_eq!(bw.piece_size(), 10 * 1024 * 1024 / 100);
         let started = Instant::now();
         runtime().block_on(bw.charge(&mut Meter::default(), 512 * 1024));
         // At the old 1 KiB/s this would take over eight minutes.
