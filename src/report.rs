@@ -56,6 +56,8 @@ pub struct AppStatus {
     pub version: String,
     pub state: String,
     pub active: bool,
+    /// The version in use now, whatever the state of the wanted one.
+    pub active_version: Option<String>,
     pub bytes_done: u64,
     pub bytes_total: u64,
     pub repository: Option<String>,
@@ -92,6 +94,7 @@ impl Status {
                     version: a.version.clone(),
                     state: a.state.as_str().to_string(),
                     active: a.active_version.as_deref() == Some(a.version.as_str()),
+                    active_version: a.active_version.clone(),
                     bytes_done: a.bytes_done,
                     bytes_total: a.bytes_total,
                     repository: a.repository.clone(),
@@ -137,10 +140,10 @@ impl Status {
                 human_bytes(a.bytes_done),
                 human_bytes(a.bytes_total)
             );
-            let state = if a.active {
-                format!("{} (active)", a.state)
-            } else {
-                a.state.clone()
+            let state = match (&a.active_version, a.active) {
+                (_, true) => format!("{} (active)", a.state),
+                (Some(v), false) => format!("{} (active: {v})", a.state),
+                (None, false) => a.state.clone(),
             };
             let _ = writeln!(
                 out,

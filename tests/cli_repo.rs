@@ -216,7 +216,11 @@ fn repo_serve_with_basic_auth_serves_a_repository_that_delivery_installs() {
     let app = &status["apps"][0];
     assert_eq!(
         (&app["name"], &app["version"], &app["state"]),
-        (&"notes".into(), &"2.0".into(), &"downloaded".into()),
+        (
+            &"notes".into(),
+            &"2.0".into(),
+            &"marked-for-installation".into()
+        ),
         "{status}"
     );
     assert_eq!(app["repository"], "lab");
@@ -238,16 +242,16 @@ fn repo_serve_with_basic_auth_serves_a_repository_that_delivery_installs() {
 }
 
 #[test]
-fn demo_delivers_both_apps_within_a_minute_and_prints_the_status_table() {
+fn demo_delivers_and_activates_both_apps_within_a_minute_and_prints_the_status_table() {
     let out = run_with_timeout(agent_command(&["demo"]), TIMEOUT);
     out.assert_success();
     for app in ["demo-app", "notes-viewer"] {
         let row = out
             .stdout
             .lines()
-            .find(|l| l.starts_with(&format!("{app} ")))
+            .rfind(|l| l.starts_with(&format!("{app} ")))
             .unwrap_or_else(|| panic!("no status row for {app}:\n{}", out.stdout));
-        assert!(row.contains("downloaded"), "{app}: {row}");
+        assert!(row.contains("installed (active)"), "{app}: {row}");
     }
 }
 

@@ -1,28 +1,30 @@
-//! The agent's reconcile logic: from a wanted state (IDF) to verified versions in the store.
-//! It plans (`plan`), runs the transfers with at most `parallel_downloads` files in flight,
-//! commits complete versions to the store and records every state change in the journal.
+//! The agent's reconcile logic: from a wanted state (IDF) to verified, staged and activated
+//! versions. `plan` resolves versions and manifests, `deliver` runs the transfers,
+//! `activate` swaps versions in (with the hook) and removes what left the IDF, `update` is the
+//! Update command that strings them together, and `lifecycle` is the state machine every step
+//! goes through.
 //!
-//! The agent decides what to fetch and in which state a version ends; it never speaks HTTP
-//! itself (`repository`, `transfer`) and never writes files directly (`store`).
+//! The agent decides what to fetch and when to activate; it never speaks HTTP itself
+//! (`repository`, `transfer`) and never lays out files itself (`store`).
 
-mod observer;
+mod activate;
+mod deliver;
+mod hook;
+pub mod lifecycle;
 pub mod plan;
+mod update;
 
-use std::collections::HashMap;
 use std::sync::Arc;
-
-use futures_util::future::join_all;
-use tokio::sync::Semaphore;
 
 use crate::bandwidth::Bandwidth;
 use crate::config::Settings;
 use crate::idf::Idf;
-use crate::report;
 use crate::repository::{Repository, RepositoryError, Timeouts};
-use crate::store::{AppRecord, AppState, Store, StoreError};
-use crate::transfer::{FileJob, RetryPolicy, Transfer, part_path};
-use observer::AppObserver;
+use crate::store::{AppState, Store, StoreError};
+use crate::transfer::RetryPolicy;
+use lifecycle::Event;
 use plan::PlannedApp;
+pub use update::{NOT_NECESSARY, SUCCESSFUL, UpdateOptions};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
@@ -34,12 +36,16 @@ pub enum AgentError {
     NoRepositories,
 }
 
-/// How a delivery ended, per app.
+/// How a command ended, per app.
 #[derive(Debug, Default)]
 pub struct Outcome {
-    pub delivered: Vec<String>,
+    /// Transferred (delivery) or activated (update, boot).
+    pub done: Vec<String>,
+    /// Already in the wanted state.
     pub unchanged: Vec<String>,
     pub failed: Vec<(String, String)>,
+    /// The IGEL status text the command ended with.
+    pub status: String,
 }
 
 impl Outcome {
@@ -58,14 +64,13 @@ pub struct Agent {
 }
 
 impl Agent {
+    /// An agent over an open store. An activation that a crash interrupted is rolled back
+    /// first, so that every app is at a version that completed its activation.
     pub fn new(
         settings: Settings,
         store: Arc<Store>,
         bandwidth: Arc<Bandwidth>,
     ) -> Result<Agent, AgentError> {
-        if settings.repositories.is_empty() {
-            return Err(AgentError::NoRepositories);
-        }
         let timeouts = Timeouts {
             connect: settings.update.connect_timeout,
             read: settings.update.read_timeout,
@@ -80,19 +85,77 @@ impl Agent {
             retries: settings.update.retries,
             base: settings.update.retry_backoff,
         };
-        Ok(Agent {
+        let agent = Agent {
             settings,
             store,
             bandwidth,
             repositories,
             policy,
+        };
+        agent.roll_back_interrupted()?;
+        agent.apply_policy()?;
+        Ok(agent)
+    }
+
+    fn require_repositories(&self) -> Result<(), AgentError> {
+        if self.settings.repositories.is_empty() {
+            return Err(AgentError::NoRepositories);
+        }
+        Ok(())
+    }
+
+    /// Moves an app through the state machine and logs the change (one line per change).
+    /// A transition the current state does not allow is logged and ignored.
+    fn transition(&self, app: &str, event: Event, error: Option<String>) -> Result<(), StoreError> {
+        self.store.update(|s| {
+            let Some(record) = s.app_mut(app) else { return };
+            match record.state.on(event) {
+                Ok(next) => {
+                    if next != record.state {
+                        let line = match &error {
+                            Some(e) => format!("{app} {}: {} ({e})", record.version, next.as_str()),
+                            None => format!("{app} {}: {}", record.version, next.as_str()),
+                        };
+                        if error.is_some() {
+                            tracing::error!(app = %app, version = %record.version, state = next.as_str(), "{line}");
+                        } else {
+                            tracing::info!(app = %app, version = %record.version, state = next.as_str(), "{line}");
+                        }
+                    }
+                    record.state = next;
+                    record.error = error;
+                }
+                Err(e) => tracing::warn!(app = %app, "{app} {}: {e}", record.version),
+            }
         })
     }
 
-    /// Transfers and stages every app of the IDF; never activates anything.
-    pub async fn deliver(&self, idf: &Idf) -> Result<Outcome, AgentError> {
-        let mut outcome = Outcome::default();
-        let mut planned = Vec::new();
+    /// "Activate after installation": on, staged versions wait for the next boot; off, for the
+    /// Update command. A change of the setting moves the versions already staged.
+    pub fn apply_policy(&self) -> Result<(), AgentError> {
+        let at_boot = self.settings.update.activate_after_installation;
+        let waiting = if at_boot {
+            AppState::Downloaded
+        } else {
+            AppState::MarkedForInstallation
+        };
+        let apps: Vec<String> = self
+            .store
+            .snapshot()
+            .apps
+            .into_iter()
+            .filter(|a| a.state == waiting)
+            .map(|a| a.name)
+            .collect();
+        for app in apps {
+            self.transition(&app, Event::PolicyChanged { at_boot }, None)?;
+        }
+        Ok(())
+    }
+
+    /// Resolves versions and fetches the manifests of every wanted app.
+    async fn plan(&self, idf: &Idf) -> (Vec<PlannedApp>, Vec<(String, String)>) {
+        let (mut planned, mut failed) = (Vec::new(), Vec::new());
         for wanted in &idf.apps {
             let result = match plan::resolve_version(&self.repositories, &self.policy, wanted).await
             {
@@ -103,256 +166,13 @@ impl Agent {
             };
             match result {
                 Ok(p) => planned.push(p),
-                Err(e) => outcome.failed.push((e.app.clone(), e.reason.clone())),
+                Err(e) => failed.push((e.app, e.reason)),
             }
         }
-        let resolved = Idf {
-            apps: planned.iter().map(|p| p.wanted.clone()).collect(),
-        };
-        self.begin(idf, &resolved, &planned, &outcome.failed)?;
-        let (to_fetch, unchanged): (Vec<_>, Vec<_>) = planned.into_iter().partition(|p| {
-            !self
-                .store
-                .is_complete(&p.manifest.name, &p.manifest.version)
-        });
-        for p in &unchanged {
-            let staged_before = self.store.snapshot().apps.iter().any(|a| {
-                a.name == p.manifest.name
-                    && !matches!(
-                        a.state,
-                        AppState::Assigned | AppState::Downloading | AppState::DownloadFailed
-                    )
-            });
-            if !staged_before {
-                self.set_state(&p.manifest.name, AppState::Downloaded, None)?;
-            }
-            outcome.unchanged.push(p.manifest.name.clone());
-        }
-        if let Err(reason) = self.check_space(&to_fetch) {
-            for p in &to_fetch {
-                self.set_state(
-                    &p.manifest.name,
-                    AppState::DownloadFailed,
-                    Some(reason.clone()),
-                )?;
-                outcome
-                    .failed
-                    .push((p.manifest.name.clone(), reason.clone()));
-            }
-        } else {
-            let slots = Arc::new(Semaphore::new(self.settings.update.parallel_downloads));
-            let transfer = Transfer::new(
-                self.repositories.clone(),
-                self.bandwidth.clone(),
-                self.policy.clone(),
-            );
-            let results = join_all(
-                to_fetch
-                    .iter()
-                    .map(|p| self.deliver_app(p, &transfer, slots.clone())),
-            )
-            .await;
-            for (p, result) in to_fetch.iter().zip(results) {
-                match result {
-                    Ok(()) => outcome.delivered.push(p.manifest.name.clone()),
-                    Err(reason) => outcome.failed.push((p.manifest.name.clone(), reason)),
-                }
-            }
-        }
-        self.finish(&outcome)?;
-        Ok(outcome)
+        (planned, failed)
     }
 
-    /// Records the new wanted state and marks the start of the transfer.
-    fn begin(
-        &self,
-        idf: &Idf,
-        resolved: &Idf,
-        planned: &[PlannedApp],
-        failed: &[(String, String)],
-    ) -> Result<(), AgentError> {
-        let status = report::status_text(report::Phase::TransferStarted);
-        tracing::info!("{status}");
-        self.store.update(|state| {
-            state.idf = Some(idf.clone());
-            state.idf_sha256 = Some(resolved.digest());
-            state.update_status = Some(status);
-            for p in planned {
-                let (name, version) = (&p.manifest.name, &p.manifest.version);
-                match state.app_mut(name) {
-                    Some(record) if &record.version == version => {}
-                    Some(record) => {
-                        let active = record.active_version.clone();
-                        *record = AppRecord::new(name, version);
-                        record.active_version = active;
-                    }
-                    None => state.apps.push(AppRecord::new(name, version)),
-                }
-                if let Some(record) = state.app_mut(name) {
-                    record.bytes_total = p.manifest.total_bytes();
-                    record.error = None;
-                }
-            }
-            for (name, reason) in failed {
-                let version = idf
-                    .apps
-                    .iter()
-                    .find(|a| &a.name == name)
-                    .map_or("", |a| a.version.as_str());
-                if state.app_mut(name).is_none() {
-                    state.apps.push(AppRecord::new(name, version));
-                }
-                if let Some(record) = state.app_mut(name) {
-                    record.state = AppState::DownloadFailed;
-                    record.error = Some(reason.clone());
-                }
-                tracing::error!(app = %name, state = "download-failed", "{name}: {reason}");
-            }
-            state.apps.sort_by(|a, b| a.name.cmp(&b.name));
-        })?;
-        Ok(())
-    }
-
-    fn finish(&self, outcome: &Outcome) -> Result<(), AgentError> {
-        let status = match outcome.failed.first() {
-            None => report::status_text(report::Phase::TransferCompleted),
-            Some((app, reason)) => format!("Update failed: {app}: {reason}"),
-        };
-        if outcome.is_success() {
-            tracing::info!("{status}");
-        } else {
-            tracing::error!("{status}");
-        }
-        self.store.update(|s| s.update_status = Some(status))?;
-        Ok(())
-    }
-
-    fn set_state(&self, app: &str, new: AppState, error: Option<String>) -> Result<(), AgentError> {
-        self.store.update(|s| {
-            if let Some(record) = s.app_mut(app) {
-                record.state = new;
-                record.error = error;
-                if new == AppState::Downloaded {
-                    record.bytes_done = record.bytes_total;
-                }
-            }
-        })?;
-        Ok(())
-    }
-
-    /// Refuses to start when the state directory cannot hold what is still missing.
-    fn check_space(&self, apps: &[PlannedApp]) -> Result<(), String> {
-        let mut need = 0u64;
-        for p in apps {
-            let staging = self
-                .store
-                .staging_dir(&p.manifest.name, &p.manifest.version);
-            for f in &p.manifest.files {
-                let have =
-                    std::fs::metadata(part_path(&staging.join(&f.path))).map_or(0, |m| m.len());
-                need += f.size.saturating_sub(have);
-            }
-        }
-        let have = self.store.available_bytes().map_err(|e| e.to_string())?;
-        if need > have {
-            return Err(format!(
-                "not enough space: need {}, have {}",
-                report::human_bytes(need),
-                report::human_bytes(have)
-            ));
-        }
-        Ok(())
-    }
-
-    async fn deliver_app(
-        &self,
-        p: &PlannedApp,
-        transfer: &Transfer,
-        slots: Arc<Semaphore>,
-    ) -> Result<(), String> {
-        let (name, version) = (&p.manifest.name, &p.manifest.version);
-        let store_err = |e: StoreError| e.to_string();
-        // Progress restarts from what the part files hold; the transfers report it.
-        self.store
-            .update(|s| {
-                if let Some(record) = s.app_mut(name) {
-                    record.state = AppState::Downloading;
-                    record.error = None;
-                    record.bytes_done = 0;
-                }
-            })
-            .map_err(store_err)?;
-        tracing::info!(app = %name, version = %version, state = "downloading",
-            "{name} {version}: downloading {} file(s), {}", p.manifest.files.len(), report::human_bytes(p.manifest.total_bytes()));
-        let hints = self
-            .store
-            .snapshot()
-            .apps
-            .into_iter()
-            .find(|a| &a.name == name)
-            .map(|a| a.files)
-            .unwrap_or_default();
-        let staging = self.store.staging_dir(name, version);
-        let observer = AppObserver {
-            store: self.store.clone(),
-        };
-        let jobs = p.manifest.files.iter().map(|f| FileJob {
-            app: name.clone(),
-            version: version.clone(),
-            spec: f.clone(),
-            remote: format!("{name}/{version}/{}", f.path),
-            local: staging.join(&f.path),
-            resume: hints.get(&f.path).cloned(),
-        });
-        let fetches = jobs.map(|job| {
-            let (slots, observer) = (slots.clone(), &observer);
-            async move {
-                let _slot = slots.acquire().await;
-                transfer
-                    .fetch(&job, observer)
-                    .await
-                    .map(|f| (job.spec.size, f.repository))
-            }
-        });
-        let mut by_repository: HashMap<String, u64> = HashMap::new();
-        let mut first_error = None;
-        for result in join_all(fetches).await {
-            match result {
-                Ok((size, repo)) => *by_repository.entry(repo).or_default() += size,
-                Err(e) => {
-                    first_error.get_or_insert(e.to_string());
-                }
-            }
-        }
-        if let Some(reason) = first_error {
-            tracing::error!(app = %name, version = %version, state = "download-failed", "{name} {version}: {reason}");
-            self.set_state(name, AppState::DownloadFailed, Some(reason.clone()))
-                .map_err(|e| e.to_string())?;
-            return Err(reason);
-        }
-        let repository = by_repository
-            .into_iter()
-            .max_by(|a, b| a.1.cmp(&b.1).then_with(|| b.0.cmp(&a.0)))
-            .map_or_else(|| p.manifest_repository.clone(), |(r, _)| r);
-        let store = self.store.clone();
-        let (manifest, bytes) = (p.manifest.clone(), p.manifest_bytes.clone());
-        tokio::task::spawn_blocking(move || store.commit_version(&manifest, &bytes))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(store_err)?;
-        self.store
-            .update(|s| {
-                if let Some(record) = s.app_mut(name) {
-                    record.state = AppState::Downloaded;
-                    record.bytes_done = record.bytes_total;
-                    record.repository = Some(repository.clone());
-                    record.error = None;
-                    record.files.clear();
-                }
-            })
-            .map_err(store_err)?;
-        tracing::info!(app = %name, version = %version, repository = %repository, state = "downloaded",
-            "{name} {version}: downloaded and verified from {repository}");
-        Ok(())
+    fn set_status(&self, status: String) -> Result<(), StoreError> {
+        self.store.update(|s| s.update_status = Some(status))
     }
 }

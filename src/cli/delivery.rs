@@ -1,15 +1,10 @@
-//! `delivery [--idf FILE|URL] [--wait]`: transfer and stage only. Until the daemon exists
-//! (it comes with the control socket) this always runs in this process and waits.
+//! `delivery [--idf FILE|URL] [--wait]`: transfer and stage only, never activate. Until the
+//! daemon exists (it comes with the control socket) this always runs in this process and waits.
 
-use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
-use super::{CmdResult, Failure, Global};
-use crate::agent::Agent;
-use crate::bandwidth::Bandwidth;
-use crate::config::Settings;
-use crate::idf::Idf;
+use super::job::{Job, load_idf, run_job};
+use super::{CmdResult, Global};
 use crate::store::Store;
 
 #[derive(Debug, clap::Args)]
@@ -29,118 +24,5 @@ pub fn run(global: &Global, args: Args) -> CmdResult {
     let _ = args.wait;
     let store = Arc::new(Store::open(&settings.paths)?);
     let show_progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    rt.block_on(deliver(settings, store, idf, show_progress))
-}
-
-/// Runs a delivery and prints its outcome; shared with `demo`.
-pub async fn deliver(
-    settings: Settings,
-    store: Arc<Store>,
-    idf: Idf,
-    show_progress: bool,
-) -> CmdResult {
-    let bandwidth = Bandwidth::new(settings.update.effective_limit());
-    let agent = Agent::new(settings, store.clone(), bandwidth).map_err(Failure::usage)?;
-    let progress = show_progress.then(|| tokio::spawn(print_progress(store.clone())));
-    let outcome = agent.deliver(&idf).await;
-    if let Some(task) = progress {
-        task.abort();
-        if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-            eprintln!();
-        }
-    }
-    let outcome = outcome.map_err(Failure::failed)?;
-    for (app, reason) in &outcome.failed {
-        eprintln!("{app}: {reason}");
-    }
-    if outcome.is_success() {
-        Ok(ExitCode::SUCCESS)
-    } else {
-        Ok(ExitCode::from(1))
-    }
-}
-
-/// One progress line: redrawn in place on a terminal, a plain line a second otherwise.
-async fn print_progress(store: Arc<Store>) {
-    use std::io::Write;
-    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let every = Duration::from_millis(if terminal { 250 } else { 1000 });
-    loop {
-        tokio::time::sleep(every).await;
-        let state = store.snapshot();
-        let (done, total): (u64, u64) = state
-            .apps
-            .iter()
-            .fold((0, 0), |(d, t), a| (d + a.bytes_done, t + a.bytes_total));
-        let pct = (done * 100).checked_div(total).unwrap_or(0);
-        let line = state
-            .apps
-            .iter()
-            .map(|a| {
-                format!(
-                    "{} {}%",
-                    a.name,
-                    (a.bytes_done * 100).checked_div(a.bytes_total).unwrap_or(0)
-                )
-            })
-            .collect::<Vec<_>>()
-            .join("  ");
-        let text = format!(
-            "[{pct:>3}%] {} / {}  {line}",
-            crate::report::human_bytes(done),
-            crate::report::human_bytes(total)
-        );
-        if terminal {
-            eprint!("\r\x1b[2K{text}");
-        } else {
-            eprintln!("{text}");
-        }
-        let _ = std::io::stderr().flush();
-    }
-}
-
-/// Reads the IDF from a file or URL, or takes the configuration's `[[app]]` tables.
-pub async fn load_idf(source: Option<&str>, settings: &Settings) -> Result<Idf, Failure> {
-    let Some(source) = source else {
-        if settings.apps.is_empty() {
-            return Err(Failure::usage(anyhow::anyhow!(
-                "no IDF: pass --idf FILE|URL or add [[app]] tables to the configuration"
-            )));
-        }
-        let idf = Idf {
-            apps: settings.apps.clone(),
-        };
-        return Ok(idf);
-    };
-    let bytes = if source.starts_with("http://") || source.starts_with("https://") {
-        fetch_idf(source)
-            .await
-            .map_err(|e| Failure::failed(anyhow::anyhow!("IDF {source}: {e}")))?
-    } else {
-        std::fs::read(source)
-            .map_err(|e| Failure::usage(anyhow::anyhow!("cannot read IDF {source}: {e}")))?
-    };
-    Idf::parse(&bytes).map_err(|e| Failure::usage(anyhow::anyhow!("{source}: {e}")))
-}
-
-async fn fetch_idf(url: &str) -> Result<Vec<u8>, String> {
-    const LIMIT: usize = 4 * 1024 * 1024;
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(15))
-        .read_timeout(Duration::from_secs(60))
-        .build()
-        .map_err(|e| e.to_string())?;
-    let mut response = client.get(url).send().await.map_err(|e| e.to_string())?;
-    if !response.status().is_success() {
-        return Err(format!("HTTP {}", response.status()));
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(|e| e.to_string())? {
-        if body.len() + chunk.len() > LIMIT {
-            return Err(format!("larger than {LIMIT} bytes"));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
+    rt.block_on(run_job(settings, store, Job::Delivery(idf), show_progress))
 }

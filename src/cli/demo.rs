@@ -1,10 +1,11 @@
 //! `demo`: the whole job on an embedded default. The built-in fixture repository is served
 //! twice on loopback by the embedded WebDAV server: a "branch-office" mirror (priority 200)
-//! that has only some apps, and a "central" repository with all of them and a password. A
-//! delivery then runs into a temporary state directory under a bandwidth limit, shows its
-//! progress, and prints the final status.
+//! that has only some apps, and a "central" repository with all of them and a password. The
+//! full life follows in a temporary state directory: a delivery under a bandwidth limit (with
+//! progress), the staged status, then the Update command that activates, and the final status.
 
 use std::path::Path;
+use std::process::ExitCode;
 use std::sync::Arc;
 
 use super::{CmdResult, Failure};
@@ -69,12 +70,22 @@ pub fn run(args: Args) -> CmdResult {
         eprintln!("demo: central repository http://{central}/ (Basic auth), branch-office mirror http://{branch}/");
         eprintln!("demo: configuration {}, state in {}", config.display(), settings.paths.state_dir.display());
         let store = Arc::new(Store::open(&settings.paths)?);
-        let idf = super::delivery::load_idf(None, &settings).await?;
-        let code = super::delivery::deliver(settings.clone(), store.clone(), idf, true).await?;
+        let idf = super::job::load_idf(None, &settings).await?;
+        use super::job::{Job, run_job};
+        eprintln!("\ndemo: 1. delivery: transfer and stage, never activate");
+        let code = run_job(settings.clone(), store.clone(), Job::Delivery(idf.clone()), true).await?;
+        if code != ExitCode::SUCCESS {
+            return Ok(code);
+        }
+        print!("{}", Status::new(&settings, &store.snapshot()).to_text());
+        eprintln!("\ndemo: 2. the Update command: nothing left to transfer, activate now");
+        let update = Job::Update(idf, crate::agent::UpdateOptions::default());
+        let code = run_job(settings.clone(), store.clone(), update, false).await?;
+
         println!();
         print!("{}", Status::new(&settings, &store.snapshot()).to_text());
         println!();
-        println!("Staged versions are under {}", settings.paths.apps_dir.display());
+        println!("Versions are under {} (`current` is the active one)", settings.paths.apps_dir.display());
         if args.keep.is_none() {
             println!("(temporary: removed when the demo ends; use --keep DIR to look at them)");
         }

@@ -2,12 +2,15 @@
 //! shares: 0 success, 1 the operation failed, 2 bad usage, config or input, 3 another
 //! instance holds the lock. One command per file.
 
+mod activate;
 mod config_cmd;
 mod delivery;
 mod demo;
+mod job;
 mod logging;
 mod repo_cmd;
 mod status;
+mod update;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -49,8 +52,12 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// The Update command: transfer what is missing, then activate every staged version now.
+    Update(update::Args),
     /// Transfer and stage the apps of an IDF; never activates.
     Delivery(delivery::Args),
+    /// Boot-time activation of the versions marked for installation.
+    Activate(activate::Args),
     /// Apps with state, version, bytes, repository and error (reads state.json).
     Status(status::Args),
     /// Repositories in the order they are tried; hidden ones marked.
@@ -131,7 +138,9 @@ pub fn main() -> ExitCode {
         config: ConfigSource::new(cli.config.as_deref(), cli.state_dir.as_deref()),
     };
     let result = match cli.command {
+        Command::Update(args) => update::run(&global, args),
         Command::Delivery(args) => delivery::run(&global, args),
+        Command::Activate(args) => activate::run(&global, args),
         Command::Status(args) => status::run(&global, args),
         Command::Repos { json } => config_cmd::repos(&global, json),
         Command::Config(cmd) => config_cmd::run(&global, cmd),

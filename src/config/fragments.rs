@@ -64,6 +64,7 @@ pub struct RawUpdate {
     pub max_deferrals: Option<S<i64>>,
     pub reminder_interval: Option<S<String>>,
     pub activate_hook: Option<S<Vec<String>>>,
+    pub activate_hook_timeout: Option<S<String>>,
     pub connect_timeout: Option<S<String>>,
     pub read_timeout: Option<S<String>>,
     pub retries: Option<S<i64>>,

@@ -43,6 +43,7 @@ pub struct UpdateInputs {
     pub max_deferrals: Option<Sourced<i64>>,
     pub reminder_interval: Option<Sourced<String>>,
     pub activate_hook: Option<Sourced<Vec<String>>>,
+    pub activate_hook_timeout: Option<Sourced<String>>,
     pub connect_timeout: Option<Sourced<String>>,
     pub read_timeout: Option<Sourced<String>>,
     pub retries: Option<Sourced<i64>>,
@@ -197,6 +198,10 @@ fn merge_update(into: &mut UpdateInputs, u: &super::fragments::RawUpdate, r: &Re
     set(&mut into.max_deferrals, r.opt(&u.max_deferrals));
     set(&mut into.reminder_interval, r.opt(&u.reminder_interval));
     set(&mut into.activate_hook, r.opt(&u.activate_hook));
+    set(
+        &mut into.activate_hook_timeout,
+        r.opt(&u.activate_hook_timeout),
+    );
     set(&mut into.connect_timeout, r.opt(&u.connect_timeout));
     set(&mut into.read_timeout, r.opt(&u.read_timeout));
     set(&mut into.retries, r.opt(&u.retries));

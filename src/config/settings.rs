@@ -68,6 +68,8 @@ pub struct UpdateSettings {
     pub reminder_interval: Duration,
     pub activate_hook: Vec<String>,
     #[serde(with = "human_duration")]
+    pub activate_hook_timeout: Duration,
+    #[serde(with = "human_duration")]
     pub connect_timeout: Duration,
     #[serde(with = "human_duration")]
     pub read_timeout: Duration,
@@ -326,6 +328,11 @@ fn validate_update(
             Duration::from_secs(3600),
         )?,
         activate_hook: argv(&u.activate_hook, &[]),
+        activate_hook_timeout: duration(
+            &u.activate_hook_timeout,
+            "update.activate_hook_timeout",
+            Duration::from_secs(120),
+        )?,
         connect_timeout: duration(
             &u.connect_timeout,
             "update.connect_timeout",

@@ -181,7 +181,8 @@ impl Device {
     }
 
     /// Panics unless `app` `version` is staged with `file` holding exactly `expected`, and
-    /// `status --json` says `downloaded` from `repository` without an error.
+    /// `status --json` says `marked-for-installation` (staged for the next boot, the default
+    /// setting) from `repository` without an error.
     #[track_caller]
     pub fn assert_delivered(
         &self,
@@ -202,7 +203,10 @@ impl Device {
         );
         let status = self.app_status(app);
         assert_eq!(status["version"], version, "status: {status:#}");
-        assert_eq!(status["state"], "downloaded", "status: {status:#}");
+        assert_eq!(
+            status["state"], "marked-for-installation",
+            "status: {status:#}"
+        );
         assert_eq!(status["repository"], repository, "status: {status:#}");
         assert!(status["error"].is_null(), "status: {status:#}");
     }

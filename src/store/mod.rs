@@ -20,6 +20,9 @@ use crate::idf::Idf;
 use crate::manifest::Manifest;
 use crate::transfer::{ResumeHint, part_path};
 
+mod apps;
+mod recover;
+
 const STATE_FORMAT: u32 = 1;
 /// Progress is written to `state.json` at most this often (state changes: always).
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
@@ -37,7 +40,7 @@ pub enum StoreError {
     Corrupt { path: PathBuf, reason: String },
 }
 
-fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
+pub(crate) fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
     move |source| StoreError::Io {
         path: path.to_path_buf(),
         source,
@@ -93,6 +96,19 @@ pub struct AppRecord {
     /// Per file: where its part file came from, to resume with `If-Range`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub files: BTreeMap<String, ResumeHint>,
+    /// The version active before the last activation, kept for rollback.
+    #[serde(default)]
+    pub previous_version: Option<String>,
+    /// Written before `current` is swapped: the version to go back to if the activation
+    /// fails, also after a crash in the middle of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub activating: Option<Activation>,
+}
+
+/// An activation in progress.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Activation {
+    pub previous: Option<String>,
 }
 
 impl AppRecord {
@@ -107,6 +123,8 @@ impl AppRecord {
             repository: None,
             error: None,
             files: BTreeMap::new(),
+            previous_version: None,
+            activating: None,
         }
     }
 }
@@ -170,7 +188,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
     let mut file = File::create(&tmp).map_err(io_error(&tmp))?;
     file.write_all(bytes).map_err(io_error(&tmp))?;
     file.sync_all().map_err(io_error(&tmp))?;
+    crate::failpoint::hit("write_atomic.before_rename");
     std::fs::rename(&tmp, path).map_err(io_error(path))?;
+    crate::failpoint::hit("write_atomic.after_rename");
     sync_dir(dir)
 }
 
@@ -192,8 +212,11 @@ pub struct Store {
 impl Store {
     /// Creates the layout if needed and takes the single-instance lock.
     pub fn open(paths: &PathSettings) -> Result<Store, StoreError> {
-        let state_dir = paths.state_dir.clone();
-        for dir in [&state_dir, &state_dir.join("staging"), &paths.apps_dir] {
+        // Absolute, so that hooks and logs get paths that mean something on their own.
+        let absolute = |p: &Path| std::path::absolute(p).map_err(io_error(p));
+        let state_dir = absolute(&paths.state_dir)?;
+        let apps_dir = absolute(&paths.apps_dir)?;
+        for dir in [&state_dir, &state_dir.join("staging"), &apps_dir] {
             std::fs::create_dir_all(dir).map_err(io_error(dir))?;
         }
         let lock_path = state_dir.join("lock");
@@ -215,14 +238,25 @@ impl Store {
                 });
             }
         }
-        let state = read_state(&state_dir)?.unwrap_or_default();
-        Ok(Store {
+        let mut store = Store {
             state_dir,
-            apps_dir: paths.apps_dir.clone(),
-            state: Mutex::new(state),
+            apps_dir,
+            state: Mutex::new(State::default()),
             last_progress_save: Mutex::new(Instant::now()),
             _lock: lock,
-        })
+        };
+        store.finish_interrupted_removals()?;
+        let state = match read_state(&store.state_dir) {
+            Ok(state) => state.unwrap_or_default(),
+            Err(StoreError::Corrupt { path, reason }) => store.recover(&path, &reason)?,
+            Err(other) => return Err(other),
+        };
+        *store.state.get_mut() = state;
+        Ok(store)
+    }
+
+    pub fn apps_dir(&self) -> &Path {
+        &self.apps_dir
     }
 
     pub fn state_dir(&self) -> &Path {
@@ -308,6 +342,7 @@ impl Store {
                 dirs.insert(parent.to_path_buf());
             }
         }
+        crate::failpoint::hit("commit.parts_renamed");
         std::fs::create_dir_all(&staging).map_err(io_error(&staging))?;
         write_atomic(&staging.join("app.json"), manifest_bytes)?;
         for dir in &dirs {
@@ -323,6 +358,7 @@ impl Store {
                 // Left by something other than this agent: it is not a complete version.
                 std::fs::remove_dir_all(&target).map_err(io_error(&target))?;
             }
+            crate::failpoint::hit("commit.before_rename");
             std::fs::rename(&staging, &target).map_err(|source| match source.raw_os_error() {
                 Some(code) if code == nix::errno::Errno::EXDEV as i32 => StoreError::Io {
                     path: target.clone(),
@@ -337,6 +373,7 @@ impl Store {
                 },
             })?;
         }
+        crate::failpoint::hit("commit.after_rename");
         sync_dir(&app_dir)?;
         if let Some(parent) = staging.parent() {
             // Only removes the app's staging directory when nothing else is staged there.

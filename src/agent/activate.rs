@@ -1,0 +1,267 @@
+//! Activation (DESIGN 6): swap an app's `current` link to the staged version, run the hook,
+//! and on failure put the link back. Also removal of apps that left the IDF, clean-up of old
+//! versions (the previous one stays for rollback), the reboot an app may ask for, and the
+//! roll-back of an activation a crash interrupted.
+//!
+//! Order matters for crash safety: the version to go back to is written to the journal before
+//! the link moves, and the journal says "installed" only after the hook succeeded. A crash in
+//! between leaves the link at a complete version and the journal knowing how to undo it.
+
+use super::hook;
+use super::lifecycle::Event;
+use super::{Agent, AgentError, Outcome};
+use crate::config::RebootPolicy;
+use crate::manifest::Manifest;
+use crate::store::{Activation, AppState, StoreError};
+
+impl Agent {
+    /// Activates every staged version for which `eligible(state)` holds and removes the apps
+    /// marked for removal. Each app on its own: one failure does not stop the others.
+    pub(super) async fn activate_staged(
+        &self,
+        eligible: impl Fn(AppState) -> bool,
+    ) -> Result<Outcome, AgentError> {
+        let mut outcome = Outcome::default();
+        let mut reboot_wanted = Vec::new();
+        for record in self.store.snapshot().apps {
+            if record.state == AppState::MarkedForRemoval {
+                match self.remove(&record.name) {
+                    Ok(()) => outcome.done.push(record.name),
+                    Err(e) => outcome.failed.push((record.name, e.to_string())),
+                }
+                continue;
+            }
+            if !record.state.is_staged() || !eligible(record.state) {
+                continue;
+            }
+            match self.activate(&record.name).await {
+                Ok(reboot) => {
+                    if reboot {
+                        reboot_wanted.push(format!("{} {}", record.name, record.version));
+                    }
+                    outcome.done.push(record.name);
+                }
+                Err(reason) => outcome.failed.push((record.name, reason)),
+            }
+        }
+        if !reboot_wanted.is_empty() {
+            self.reboot(&reboot_wanted).await;
+        }
+        Ok(outcome)
+    }
+
+    /// Activates the staged version of one app. `Ok(true)` when its app.json asks for a reboot.
+    async fn activate(&self, app: &str) -> Result<bool, String> {
+        let store_err = |e: StoreError| e.to_string();
+        let Some(record) = self
+            .store
+            .snapshot()
+            .apps
+            .into_iter()
+            .find(|a| a.name == app)
+        else {
+            return Err(format!("{app}: no such app"));
+        };
+        let version = record.version.clone();
+        if !self.store.is_complete(app, &version) {
+            let reason = format!("version {version} is not complete on disk");
+            self.transition(app, Event::ActivationFailed, Some(reason.clone()))
+                .map_err(store_err)?;
+            return Err(reason);
+        }
+        // `current` is where a failure goes back to; `previous` is what the hook is told.
+        let current = self.store.current_version(app);
+        let previous = current.clone().filter(|v| v != &version);
+        self.store
+            .update(|s| {
+                if let Some(r) = s.app_mut(app) {
+                    r.activating = Some(Activation {
+                        previous: current.clone(),
+                    });
+                }
+            })
+            .map_err(store_err)?;
+        tracing::info!(app = %app, version = %version,
+            "{app} {version}: activating (previous: {})", previous.as_deref().unwrap_or("none"));
+        self.store
+            .point_current(app, Some(&version))
+            .map_err(store_err)?;
+        crate::failpoint::hit("activate.after_swap");
+        if let Err(reason) = self.run_hook(app, &version, previous.as_deref()).await {
+            self.store
+                .point_current(app, current.as_deref())
+                .map_err(store_err)?;
+            self.store
+                .update(|s| {
+                    if let Some(r) = s.app_mut(app) {
+                        r.activating = None;
+                    }
+                })
+                .map_err(store_err)?;
+            self.transition(app, Event::ActivationFailed, Some(reason.clone()))
+                .map_err(store_err)?;
+            return Err(reason);
+        }
+        crate::failpoint::hit("activate.after_hook");
+        self.store
+            .update(|s| {
+                if let Some(r) = s.app_mut(app) {
+                    r.activating = None;
+                    r.active_version = Some(version.clone());
+                    if previous.is_some() {
+                        r.previous_version = previous.clone();
+                    }
+                }
+            })
+            .map_err(store_err)?;
+        self.transition(app, Event::Activated, None)
+            .map_err(store_err)?;
+        self.remove_old_versions(app, &version);
+        Ok(self.wants_reboot(app, &version))
+    }
+
+    async fn run_hook(
+        &self,
+        app: &str,
+        version: &str,
+        previous: Option<&str>,
+    ) -> Result<(), String> {
+        let Some(argv) = hook::activation_hook(&self.settings.update.activate_hook) else {
+            return Ok(());
+        };
+        let env = [
+            ("APP", app.to_string()),
+            ("VERSION", version.to_string()),
+            (
+                "APP_DIR",
+                self.store.version_dir(app, version).display().to_string(),
+            ),
+            ("PREVIOUS_VERSION", previous.unwrap_or("").to_string()),
+        ];
+        hook::run(
+            "activation hook",
+            &argv,
+            &env,
+            self.settings.update.activate_hook_timeout,
+            &[0],
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Keeps the active and the previous version; everything else of the app goes.
+    fn remove_old_versions(&self, app: &str, active: &str) {
+        let previous = self
+            .store
+            .snapshot()
+            .apps
+            .into_iter()
+            .find(|a| a.name == app)
+            .and_then(|a| a.previous_version);
+        for version in self.store.versions(app) {
+            if version != active && Some(&version) != previous.as_ref() {
+                match self.store.remove_version(app, &version) {
+                    Ok(()) => {
+                        tracing::info!(app = %app, version = %version, "{app} {version}: removed (neither active nor previous)")
+                    }
+                    Err(e) => tracing::warn!(app = %app, "cannot remove an old version: {e}"),
+                }
+            }
+        }
+    }
+
+    fn remove(&self, app: &str) -> Result<(), StoreError> {
+        self.store.remove_app(app)?;
+        self.store.update(|s| s.apps.retain(|a| a.name != app))?;
+        tracing::info!(app = %app, state = "removed", "{app}: removed (no longer in the IDF)");
+        Ok(())
+    }
+
+    fn wants_reboot(&self, app: &str, version: &str) -> bool {
+        std::fs::read(self.store.version_dir(app, version).join("app.json"))
+            .ok()
+            .and_then(|b| Manifest::parse(&b).ok())
+            .is_some_and(|m| m.reboot)
+    }
+
+    /// Follows `reboot_after_activation` for versions whose app.json asks for a reboot.
+    async fn reboot(&self, apps: &[String]) {
+        let update = &self.settings.update;
+        let why = apps.join(", ");
+        match update.reboot_after_activation {
+            RebootPolicy::Never => {
+                tracing::warn!(
+                    "a reboot is needed to complete {why} (reboot_after_activation = \"never\")"
+                );
+                return;
+            }
+            RebootPolicy::Ask if !update.notify_command.is_empty() => {
+                let env = [
+                    (
+                        "UPDATE_MESSAGE",
+                        format!("A restart is needed to complete the update of {why}."),
+                    ),
+                    (
+                        "UPDATE_TIMEOUT",
+                        update.reboot_timeout.as_secs().to_string(),
+                    ),
+                    ("UPDATE_CAN_CANCEL", "1".to_string()),
+                ];
+                let wait = update.reboot_timeout + std::time::Duration::from_secs(5);
+                match hook::run(
+                    "notify command",
+                    &update.notify_command,
+                    &env,
+                    wait,
+                    &[0, 10],
+                )
+                .await
+                {
+                    Ok(done) if done.status.code() == Some(10) => {
+                        tracing::warn!("the user postponed the reboot needed by {why}");
+                        return;
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!("{e}; rebooting as the reboot policy says"),
+                }
+            }
+            RebootPolicy::Ask => {
+                tracing::info!("no notify_command to ask the user; rebooting for {why}")
+            }
+            RebootPolicy::Immediately => {}
+        }
+        tracing::info!("rebooting for {why}: {}", update.reboot_command.join(" "));
+        if let Err(e) = hook::run(
+            "reboot command",
+            &update.reboot_command,
+            &[],
+            std::time::Duration::from_secs(60),
+            &[0],
+        )
+        .await
+        {
+            tracing::error!("{e}");
+        }
+    }
+
+    /// An activation a crash interrupted: put `current` back where it was, so the version is
+    /// activated again (with its hook) at the next trigger instead of left half-done.
+    pub(super) fn roll_back_interrupted(&self) -> Result<(), AgentError> {
+        for record in self.store.snapshot().apps {
+            let Some(activation) = record.activating else {
+                continue;
+            };
+            tracing::warn!(app = %record.name, version = %record.version,
+                "{} {}: an activation was interrupted; going back to {}", record.name, record.version,
+                activation.previous.as_deref().unwrap_or("no active version"));
+            self.store
+                .point_current(&record.name, activation.previous.as_deref())?;
+            self.store.update(|s| {
+                if let Some(r) = s.app_mut(&record.name) {
+                    r.activating = None;
+                }
+            })?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,28 @@
+//! `activate --boot`: run early at boot by `igel-update-agent-activate.service`. Activates the
+//! versions marked for installation (and retries failed activations), removes apps marked for
+//! removal; leaves alone what waits for the Update command. Never touches the network.
+
+use std::sync::Arc;
+
+use super::job::{Job, run_job};
+use super::{CmdResult, Failure, Global};
+use crate::store::Store;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Boot-time activation (the only mode there is; required so the intent is explicit).
+    #[arg(long)]
+    boot: bool,
+}
+
+pub fn run(global: &Global, args: Args) -> CmdResult {
+    if !args.boot {
+        return Err(Failure::usage(anyhow::anyhow!(
+            "activate needs --boot (activation at other times is the Update command: `update`)"
+        )));
+    }
+    let settings = global.settings()?;
+    let rt = super::runtime()?;
+    let store = Arc::new(Store::open(&settings.paths)?);
+    rt.block_on(run_job(settings, store, Job::ActivateAtBoot, false))
+}

@@ -1,0 +1,45 @@
+//! `update [--idf FILE|URL] [--clean] [--force] [--wait]`: the Update command. Transfers what
+//! is missing, then activates every staged version now. Until the daemon exists this runs in
+//! this process and waits.
+
+use std::sync::Arc;
+
+use super::job::{Job, load_idf, run_job};
+use super::{CmdResult, Global};
+use crate::agent::UpdateOptions;
+use crate::store::Store;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// IDF as a JSON file or an http(s) URL; default: the [[app]] tables of the configuration.
+    #[arg(long, value_name = "FILE|URL")]
+    idf: Option<String>,
+    /// First delete every inactive version and partial download ("format system partition").
+    #[arg(long)]
+    clean: bool,
+    /// Update even if the IDF has not changed.
+    #[arg(long)]
+    force: bool,
+    /// Wait until the update ends (always the case when no daemon runs).
+    #[arg(long)]
+    wait: bool,
+}
+
+pub fn run(global: &Global, args: Args) -> CmdResult {
+    let settings = global.settings()?;
+    let rt = super::runtime()?;
+    let idf = rt.block_on(load_idf(args.idf.as_deref(), &settings))?;
+    let _ = args.wait;
+    let store = Arc::new(Store::open(&settings.paths)?);
+    let show_progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let options = UpdateOptions {
+        clean: args.clean,
+        force: args.force,
+    };
+    rt.block_on(run_job(
+        settings,
+        store,
+        Job::Update(idf, options),
+        show_progress,
+    ))
+}

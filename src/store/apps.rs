@@ -1,0 +1,143 @@
+//! The versions of each app on disk: `apps/<app>/<version>/` (complete, verified) and the
+//! `current` link that says which one is active. Every change is one rename followed by an
+//! fsync of the directory, so a crash leaves either the old or the new layout. Removals first
+//! rename what goes away to a `.removing-` name, so a half-deleted version is never mistaken
+//! for a complete one; an interrupted removal is finished when the store opens.
+
+use std::path::{Path, PathBuf};
+
+use super::{Store, StoreError, io_error, sync_dir};
+
+const CURRENT: &str = "current";
+const REMOVING: &str = ".removing-";
+
+impl Store {
+    /// The active version of `app` (the target of its `current` link).
+    pub fn current_version(&self, app: &str) -> Option<String> {
+        let target = std::fs::read_link(self.apps_dir.join(app).join(CURRENT)).ok()?;
+        target.file_name().map(|n| n.to_string_lossy().into_owned())
+    }
+
+    /// Points `current` at `version` (or removes it for `None`) in one atomic rename.
+    pub fn point_current(&self, app: &str, version: Option<&str>) -> Result<(), StoreError> {
+        let dir = self.apps_dir.join(app);
+        let link = dir.join(CURRENT);
+        match version {
+            Some(version) => {
+                if !self.is_complete(app, version) {
+                    return Err(StoreError::Io {
+                        path: self.version_dir(app, version),
+                        source: std::io::Error::other(
+                            "not a complete version; refusing to activate it",
+                        ),
+                    });
+                }
+                let tmp = dir.join(".current.new");
+                let _ = std::fs::remove_file(&tmp);
+                std::os::unix::fs::symlink(version, &tmp).map_err(io_error(&tmp))?;
+                crate::failpoint::hit("current.before_rename");
+                std::fs::rename(&tmp, &link).map_err(io_error(&link))?;
+                crate::failpoint::hit("current.after_rename");
+            }
+            None => match std::fs::remove_file(&link) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_error(&link)(e)),
+            },
+        }
+        sync_dir(&dir)
+    }
+
+    /// Complete versions of `app` on disk, in no particular order.
+    pub fn versions(&self, app: &str) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(self.apps_dir.join(app)) else {
+            return Vec::new();
+        };
+        entries
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|name| !name.starts_with('.') && name != CURRENT && self.is_complete(app, name))
+            .collect()
+    }
+
+    /// Apps that have a directory under `apps/`.
+    pub fn apps_on_disk(&self) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(&self.apps_dir) else {
+            return Vec::new();
+        };
+        entries
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().is_dir())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|name| !name.starts_with('.'))
+            .collect()
+    }
+
+    /// Deletes one version (never the active one).
+    pub fn remove_version(&self, app: &str, version: &str) -> Result<(), StoreError> {
+        if self.current_version(app).as_deref() == Some(version) {
+            return Err(StoreError::Io {
+                path: self.version_dir(app, version),
+                source: std::io::Error::other("is the active version; refusing to remove it"),
+            });
+        }
+        remove_dir_safely(&self.version_dir(app, version))
+    }
+
+    /// Deletes an app entirely: its `current` link first, then every version.
+    pub fn remove_app(&self, app: &str) -> Result<(), StoreError> {
+        self.point_current(app, None)?;
+        remove_dir_safely(&self.apps_dir.join(app))?;
+        remove_dir_safely(&self.state_dir.join("staging").join(app))
+    }
+
+    /// Deletes the partial downloads of every app.
+    pub fn remove_staging(&self) -> Result<(), StoreError> {
+        let staging = self.state_dir.join("staging");
+        let Ok(entries) = std::fs::read_dir(&staging) else {
+            return Ok(());
+        };
+        for entry in entries.filter_map(|e| e.ok()) {
+            remove_dir_safely(&entry.path())?;
+        }
+        Ok(())
+    }
+
+    /// Completes removals a crash interrupted (anything named `.removing-*`).
+    pub(super) fn finish_interrupted_removals(&self) -> Result<(), StoreError> {
+        let mut dirs = vec![self.apps_dir.clone(), self.state_dir.join("staging")];
+        dirs.extend(
+            self.apps_on_disk()
+                .into_iter()
+                .map(|a| self.apps_dir.join(a)),
+        );
+        for dir in dirs {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.filter_map(|e| e.ok()) {
+                if entry.file_name().to_string_lossy().starts_with(REMOVING) {
+                    let path = entry.path();
+                    std::fs::remove_dir_all(&path).map_err(io_error(&path))?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Renames `path` to `.removing-<name>` beside it (one atomic step), then deletes it.
+fn remove_dir_safely(path: &Path) -> Result<(), StoreError> {
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+        return Ok(());
+    };
+    if !path.exists() {
+        return Ok(());
+    }
+    let doomed: PathBuf = parent.join(format!("{REMOVING}{}", name.to_string_lossy()));
+    let _ = std::fs::remove_dir_all(&doomed);
+    std::fs::rename(path, &doomed).map_err(io_error(path))?;
+    sync_dir(parent)?;
+    crate::failpoint::hit("remove.after_rename");
+    std::fs::remove_dir_all(&doomed).map_err(io_error(&doomed))
+}
