@@ -169,6 +169,7 @@ impl Transfer {
                         .with_part(|p| p.sync().map(|_| p.digest()))
                         .await
                         .map_err(local)?;
+                    crate::failpoint::hit("part.synced");
                     if digest.eq_ignore_ascii_case(&job.spec.sha256) {
                         return Ok(Fetched {
                             repository: repo.name().to_string(),
