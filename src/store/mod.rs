@@ -36,7 +36,11 @@ pub enum StoreError {
     },
     #[error("another igel-update-agent holds {} (is the service running? try `systemctl status igel-update-agent`)", path.display())]
     Locked { path: PathBuf },
-    #[error("{}: not a valid state journal: {reason}", path.display())]
+    #[error(
+        "{}: not a valid state journal: {reason} (the next update or `activate --boot` keeps it \
+         as state.json.corrupt and rebuilds the state from the apps directory)",
+        path.display()
+    )]
     Corrupt { path: PathBuf, reason: String },
 }
 
