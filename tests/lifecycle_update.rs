@@ -47,7 +47,10 @@ fn update_activates_and_reports_the_igel_status_words() {
     ] {
         let needle = format!("Update in progress ({step} \u{2013} ");
         let at = rest.find(&needle).unwrap_or_else(|| {
-            panic!("{needle:?} missing or out of order in stderr:\n{}", out.stderr)
+            panic!(
+                "{needle:?} missing or out of order in stderr:\n{}",
+                out.stderr
+            )
         });
         rest = &rest[at + needle.len()..];
         let stamp = rest.get(..19).unwrap_or_default();
@@ -145,7 +148,10 @@ fn app_leaving_the_idf_is_removed_at_the_next_activation() {
     update(&device, &[("alpha", "1.0")], &[]).assert_success();
 
     let apps = device.state_dir().join("apps");
-    assert!(!apps.join("beta").exists(), "beta's directory is still there");
+    assert!(
+        !apps.join("beta").exists(),
+        "beta's directory is still there"
+    );
     let leftovers: Vec<_> = fs::read_dir(&apps)
         .expect("apps/ exists")
         .flatten()

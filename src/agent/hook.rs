@@ -5,14 +5,20 @@
 
 use std::path::Path;
 use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use parking_lot::Mutex;
 use tokio::io::AsyncReadExt;
 
 /// Default location of the activation hook when `[update] activate_hook` is not set.
 pub const DEFAULT_HOOK: &str = "/etc/igel-update-agent/hooks/activate";
 const STDERR_LINES: usize = 5;
 const STDERR_LIMIT: usize = 64 * 1024;
+/// How long to wait for the last stderr lines after the program exited.
+const STDERR_GRACE: Duration = Duration::from_millis(200);
 
 /// How a program ended when it ran to the end.
 pub struct Finished {
@@ -38,6 +44,7 @@ pub async fn run(
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
+        .process_group(0)
         .kill_on_drop(true);
     let mut child = command.spawn().map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => format!("{what} {program} does not exist"),
@@ -46,30 +53,29 @@ pub async fn run(
         }
         _ => format!("{what} {program} cannot start: {e}"),
     })?;
-    let mut stderr = child.stderr.take();
-    let collect = async {
-        let mut buf = Vec::new();
-        if let Some(err) = stderr.as_mut() {
-            let _ = err.take(STDERR_LIMIT as u64).read_to_end(&mut buf).await;
-        }
-        buf
-    };
-    let waited = tokio::time::timeout(timeout, async {
-        let (status, err) = tokio::join!(child.wait(), collect);
-        (status, err)
-    })
-    .await;
-    let (status, err) = match waited {
-        Ok((Ok(status), err)) => (status, err),
-        Ok((Err(e), _)) => return Err(format!("{what} {program}: {e}")),
+    // stderr is read on its own: a hook may leave a background process holding it open, and
+    // must not be judged by that process. Only the tail is kept, for the error message.
+    let tail = Arc::new(Mutex::new(Vec::new()));
+    let reader = tokio::spawn(read_tail(child.stderr.take(), tail.clone()));
+    let pid = child.id();
+    let status = match tokio::time::timeout(timeout, child.wait()).await {
+        Ok(Ok(status)) => status,
+        Ok(Err(e)) => return Err(format!("{what} {program}: {e}")),
         Err(_) => {
+            // The hook and everything it started: it runs in its own process group.
+            if let Some(pid) = pid {
+                let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+            }
             let _ = child.kill().await;
+            reader.abort();
             return Err(format!(
-                "{what} {program} did not finish within {}s and was killed",
-                timeout.as_secs()
+                "{what} {program} did not finish within {} and was killed",
+                humantime::format_duration(timeout)
             ));
         }
     };
+    let _ = tokio::time::timeout(STDERR_GRACE, reader).await;
+    let err = std::mem::take(&mut *tail.lock());
     if status.code().is_some_and(|c| ok_codes.contains(&c)) {
         return Ok(Finished { status });
     }
@@ -83,6 +89,21 @@ pub async fn run(
     } else {
         format!("{what} {program} {how}: {tail}")
     })
+}
+
+/// Reads a child's stderr to its end, keeping the last [`STDERR_LIMIT`] bytes in `tail`.
+async fn read_tail(stderr: Option<tokio::process::ChildStderr>, tail: Arc<Mutex<Vec<u8>>>) {
+    let Some(mut stderr) = stderr else { return };
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = stderr.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+        let mut tail = tail.lock();
+        tail.extend_from_slice(&buf[..n]);
+        let excess = tail.len().saturating_sub(STDERR_LIMIT);
+        tail.drain(..excess);
+    }
 }
 
 fn last_lines(bytes: &[u8]) -> String {

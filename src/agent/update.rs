@@ -27,8 +27,19 @@ impl Agent {
     pub async fn update(&self, idf: &Idf, options: &UpdateOptions) -> Result<Outcome, AgentError> {
         self.require_repositories()?;
         let (planned, failed) = self.plan(idf).await;
+        // The digest of the assigned IDF with resolved versions; an app that could not be
+        // planned counts as written, so a failed update still shows which IDF it was.
         let digest = Idf {
-            apps: planned.iter().map(|p| p.wanted.clone()).collect(),
+            apps: idf
+                .apps
+                .iter()
+                .map(|w| {
+                    planned
+                        .iter()
+                        .find(|p| p.wanted.name == w.name)
+                        .map_or_else(|| w.clone(), |p| p.wanted.clone())
+                })
+                .collect(),
         }
         .digest();
         if failed.is_empty() && !options.force && self.in_place(&digest, &planned) {
@@ -132,6 +143,7 @@ impl Agent {
                 state.apps.iter().any(|a| {
                     &a.name == name && a.state == AppState::Installed && &a.version == version
                 }) && self.store.current_version(name).as_ref() == Some(version)
+                    && self.store.is_complete(name, version)
             })
     }
 

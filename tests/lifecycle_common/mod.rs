@@ -21,8 +21,9 @@ pub const APP: &str = "chromium";
 
 /// One repository: a document root the test fills and the Apache that serves it.
 pub struct Repo {
-    root: tempfile::TempDir,
+    /// Declared first so it is dropped first: `apache2 -k stop` needs the document root.
     pub apache: Apache,
+    root: tempfile::TempDir,
 }
 
 impl Repo {
@@ -30,7 +31,7 @@ impl Repo {
     pub fn start() -> Repo {
         let root = temp_dir("repo");
         let apache = Apache::builder(root.path()).start();
-        Repo { root, apache }
+        Repo { apache, root }
     }
 
     pub fn root(&self) -> &Path {
