@@ -8,6 +8,7 @@ pub mod agent;
 pub mod bandwidth;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod failpoint;
 pub mod idf;
 pub mod manifest;

@@ -24,7 +24,7 @@ use crate::store::{AppState, Store, StoreError};
 use crate::transfer::RetryPolicy;
 use lifecycle::Event;
 use plan::PlannedApp;
-pub use update::{NOT_NECESSARY, SUCCESSFUL, UpdateOptions};
+pub use update::{DEFERRED, InformUser, NOT_NECESSARY, SUCCESSFUL, UpdateOptions};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
@@ -46,6 +46,8 @@ pub struct Outcome {
     pub failed: Vec<(String, String)>,
     /// The IGEL status text the command ended with.
     pub status: String,
+    /// The user postponed the installation (`Update deferred`).
+    pub deferred: bool,
 }
 
 impl Outcome {

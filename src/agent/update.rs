@@ -18,7 +18,22 @@ pub struct UpdateOptions {
     pub clean: bool,
     /// Update even if the IDF has not changed.
     pub force: bool,
+    /// Only transfer and stage (the `assign` command): activation follows the setting.
+    pub stage_only: bool,
+    /// Ask the user through `notify_command` before activating.
+    pub inform_user: Option<InformUser>,
 }
+
+/// What the user is asked before an activation.
+#[derive(Debug, Clone)]
+pub struct InformUser {
+    /// Seconds to answer; 0 = until answered.
+    pub timeout_s: u64,
+    /// Whether the user may postpone (exit 10 of the notify command).
+    pub can_cancel: bool,
+}
+
+pub const DEFERRED: &str = "Update deferred";
 
 pub const NOT_NECESSARY: &str = "Update not necessary";
 pub const SUCCESSFUL: &str = "Update successful";
@@ -59,16 +74,78 @@ impl Agent {
         if !outcome.is_success() {
             return Ok(outcome);
         }
-        for phase in [Phase::TransferCompleted, Phase::InstallationStarted] {
-            let status = report::status_text(phase);
-            tracing::info!("{status}");
-            self.set_status(status)?;
+        let status = report::status_text(Phase::TransferCompleted);
+        tracing::info!("{status}");
+        self.set_status(status.clone())?;
+        if options.stage_only {
+            outcome.status = status;
+            return Ok(outcome);
         }
+        if let Some(inform) = &options.inform_user
+            && !self.user_agrees(inform, &planned).await
+        {
+            tracing::info!("{DEFERRED}: the user postponed the installation");
+            self.set_status(DEFERRED.to_string())?;
+            outcome.status = DEFERRED.to_string();
+            outcome.deferred = true;
+            return Ok(outcome);
+        }
+        let status = report::status_text(Phase::InstallationStarted);
+        tracing::info!("{status}");
+        self.set_status(status)?;
         let activation = self.activate_staged(|_| true).await?;
         outcome.done = activation.done;
         outcome.failed = activation.failed;
         self.finish_installation(&mut outcome, Some(&digest))?;
         Ok(outcome)
+    }
+
+    /// Asks the user through `notify_command`: exit 0 = go on, exit 10 = later (only when the
+    /// user may cancel). No notify command, or one that fails: log and go on.
+    async fn user_agrees(&self, inform: &InformUser, planned: &[PlannedApp]) -> bool {
+        let update = &self.settings.update;
+        if update.notify_command.is_empty() {
+            tracing::info!(
+                "inform_user: no notify_command is configured; installing without asking"
+            );
+            return true;
+        }
+        let apps: Vec<String> = planned
+            .iter()
+            .map(|p| format!("{} {}", p.manifest.name, p.manifest.version))
+            .collect();
+        let env = [
+            (
+                "UPDATE_MESSAGE",
+                format!("Updates are ready to install: {}.", apps.join(", ")),
+            ),
+            ("UPDATE_TIMEOUT", inform.timeout_s.to_string()),
+            (
+                "UPDATE_CAN_CANCEL",
+                if inform.can_cancel { "1" } else { "0" }.to_string(),
+            ),
+        ];
+        // 0 means "until answered"; the agent still gives up after a day.
+        let wait = match inform.timeout_s {
+            0 => std::time::Duration::from_secs(86_400),
+            s => std::time::Duration::from_secs(s + 5),
+        };
+        match super::hook::run(
+            "notify command",
+            &update.notify_command,
+            &env,
+            wait,
+            &[0, 10],
+        )
+        .await
+        {
+            Ok(done) if done.status.code() == Some(10) => !inform.can_cancel,
+            Ok(_) => true,
+            Err(e) => {
+                tracing::warn!("{e}; installing without an answer");
+                true
+            }
+        }
     }
 
     /// `activate --boot`: activates what waits for the boot (and retries failed activations);

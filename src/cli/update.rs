@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::job::{Job, load_idf, run_job};
 use super::{CmdResult, Global};
-use crate::agent::UpdateOptions;
+use crate::agent::{InformUser, UpdateOptions};
 use crate::store::Store;
 
 #[derive(Debug, clap::Args)]
@@ -20,6 +20,15 @@ pub struct Args {
     /// Update even if the IDF has not changed.
     #[arg(long)]
     force: bool,
+    /// Run at this time (RFC 3339, e.g. 2026-11-23T02:00:00+01:00) instead of now.
+    #[arg(long, value_name = "TIME")]
+    at: Option<String>,
+    /// Ask the user through notify_command before activating; SECS to answer (0: until answered).
+    #[arg(long, value_name = "SECS")]
+    inform_user: Option<u64>,
+    /// With --inform-user: the user may postpone the installation.
+    #[arg(long, requires = "inform_user")]
+    user_can_cancel: bool,
     /// Wait until the update ends (always the case when no daemon runs).
     #[arg(long)]
     wait: bool,
@@ -35,6 +44,11 @@ pub fn run(global: &Global, args: Args) -> CmdResult {
     let options = UpdateOptions {
         clean: args.clean,
         force: args.force,
+        stage_only: false,
+        inform_user: args.inform_user.map(|timeout_s| InformUser {
+            timeout_s,
+            can_cancel: args.user_can_cancel,
+        }),
     };
     rt.block_on(run_job(
         settings,

@@ -1,0 +1,108 @@
+//! The local control socket: JSON lines over a Unix socket (mode 0660). Any peer that can
+//! connect may ask for `status`; commands that change something are accepted only from root
+//! or the daemon's own user (checked with `SO_PEERCRED`). Lines over 1 MiB are rejected and the
+//! connection closed; a bad line never stops the daemon.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+
+use super::{MAX_LINE, Rejection, Reply, Request};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("control socket {}: {reason}", path.display())]
+    Bind { path: PathBuf, reason: String },
+}
+
+/// What the daemon does with a request; `privileged` says whether the peer may change state.
+pub type Handler = Arc<dyn Fn(Result<Request, Rejection>, bool) -> Reply + Send + Sync>;
+
+/// Binds the socket, replacing a stale one (a socket file nobody listens on).
+pub async fn bind(path: &Path) -> Result<UnixListener, ControlError> {
+    let err = |reason: String| ControlError::Bind {
+        path: path.to_path_buf(),
+        reason,
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| err(format!("cannot create {}: {e}", dir.display())))?;
+    }
+    if path.exists() {
+        if UnixStream::connect(path).await.is_ok() {
+            return Err(err("another igel-update-agent is listening on it".into()));
+        }
+        std::fs::remove_file(path)
+            .map_err(|e| err(format!("cannot remove the stale socket: {e}")))?;
+    }
+    let listener = UnixListener::bind(path).map_err(|e| err(e.to_string()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
+        .map_err(|e| err(e.to_string()))?;
+    Ok(listener)
+}
+
+/// Serves connections until the task is dropped.
+pub async fn serve(listener: UnixListener, handler: Handler) {
+    let own_uid = nix::unistd::geteuid().as_raw();
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                tracing::warn!("control socket: accept failed: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let privileged = stream
+            .peer_cred()
+            .is_ok_and(|c| c.uid() == 0 || c.uid() == own_uid);
+        let handler = handler.clone();
+        tokio::spawn(async move {
+            if let Err(e) = connection(stream, handler, privileged).await {
+                tracing::debug!("control connection ended: {e}");
+            }
+        });
+    }
+}
+
+async fn connection(stream: UnixStream, handler: Handler, privileged: bool) -> std::io::Result<()> {
+    let (read, mut write) = stream.into_split();
+    let mut reader = BufReader::new(read);
+    loop {
+        let mut line = Vec::new();
+        let n = (&mut reader)
+            .take(MAX_LINE as u64 + 1)
+            .read_until(b'\n', &mut line)
+            .await?;
+        if n == 0 {
+            return Ok(());
+        }
+        let too_long = line.len() > MAX_LINE;
+        let request = if too_long {
+            Err(Rejection {
+                id: None,
+                error: format!("request line over the limit of {MAX_LINE} bytes"),
+            })
+        } else {
+            super::parse(line.trim_ascii(), chrono::Utc::now())
+        };
+        let reply = match request {
+            Ok(r) if r.command.changes_state() && !privileged => Reply::rejected(Rejection {
+                id: Some(r.id),
+                error: "permission denied: only root or the agent's user may change anything"
+                    .into(),
+            }),
+            other => handler(other, privileged),
+        };
+        let mut out = serde_json::to_vec(&reply).unwrap_or_else(|_| b"{}".to_vec());
+        out.push(b'\n');
+        write.write_all(&out).await?;
+        if too_long {
+            // The rest of the oversized line cannot be told from the next request.
+            return Ok(());
+        }
+    }
+}
