@@ -11,7 +11,7 @@ use crate::manifest::{check_app_name, check_sha256, check_version};
 
 /// The version word that asks for the newest version a repository lists.
 pub const LATEST: &str = "latest";
-const MAX_IDF_BYTES: usize = 4 * 1024 * 1024;
+pub const MAX_IDF_BYTES: usize = 4 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IdfError {

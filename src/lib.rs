@@ -9,6 +9,7 @@ pub mod bandwidth;
 pub mod cli;
 pub mod config;
 pub mod control;
+pub mod daemon;
 pub mod failpoint;
 pub mod idf;
 pub mod manifest;

@@ -66,8 +66,7 @@ pub struct Agent {
 }
 
 impl Agent {
-    /// An agent over an open store. An activation that a crash interrupted is rolled back
-    /// first, so that every app is at a version that completed its activation.
+    /// An agent over an open store; call [`Agent::recover`] before its first command.
     pub fn new(
         settings: Settings,
         store: Arc<Store>,
@@ -94,9 +93,14 @@ impl Agent {
             repositories,
             policy,
         };
-        agent.roll_back_interrupted()?;
-        agent.apply_policy()?;
         Ok(agent)
+    }
+
+    /// Before the first command: roll back an activation a crash interrupted, so every app is
+    /// at a version that completed its activation, and apply the activation setting.
+    pub fn recover(&self) -> Result<(), AgentError> {
+        self.roll_back_interrupted()?;
+        self.apply_policy()
     }
 
     fn require_repositories(&self) -> Result<(), AgentError> {

@@ -35,6 +35,7 @@ pub async fn run_job(
 ) -> CmdResult {
     let bandwidth = Bandwidth::new(settings.update.effective_limit());
     let agent = Agent::new(settings, store.clone(), bandwidth).map_err(agent_failure)?;
+    agent.recover().map_err(agent_failure)?;
     let progress = show_progress.then(|| tokio::spawn(print_progress(store.clone())));
     let outcome = match &job {
         Job::Delivery(idf) => agent.deliver(idf).await,
@@ -111,7 +112,7 @@ pub async fn load_idf(source: Option<&str>, settings: &Settings) -> Result<Idf, 
         return Ok(idf);
     };
     let bytes = if source.starts_with("http://") || source.starts_with("https://") {
-        fetch_idf(source)
+        crate::repository::fetch_document(source, crate::idf::MAX_IDF_BYTES)
             .await
             .map_err(|e| Failure::failed(anyhow::anyhow!("IDF {source}: {e}")))?
     } else {
@@ -119,26 +120,4 @@ pub async fn load_idf(source: Option<&str>, settings: &Settings) -> Result<Idf, 
             .map_err(|e| Failure::usage(anyhow::anyhow!("cannot read IDF {source}: {e}")))?
     };
     Idf::parse(&bytes).map_err(|e| Failure::usage(anyhow::anyhow!("{source}: {e}")))
-}
-
-async fn fetch_idf(url: &str) -> Result<Vec<u8>, String> {
-    const LIMIT: usize = 4 * 1024 * 1024;
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(15))
-        .read_timeout(Duration::from_secs(60))
-        .build()
-        .map_err(|e| e.to_string())?;
-    let mut response = client.get(url).send().await.map_err(|e| e.to_string())?;
-    if !response.status().is_success() {
-        return Err(format!("HTTP {}", response.status()));
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(|e| e.to_string())? {
-        if body.len() + chunk.len() > LIMIT {
-            return Err(format!("larger than {LIMIT} bytes"));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
 }

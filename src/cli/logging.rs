@@ -1,14 +1,33 @@
-//! Log output for commands: human-readable lines on stderr, one per state change. The
-//! structured fields (app, version, repository, state) are for the journal; on a terminal the
-//! message alone already says it all.
+//! Log output: to the journal with structured fields (`APP`, `VERSION`, `REPOSITORY`, `STATE`,
+//! `BYTES`, `COMMAND_ID`) when systemd connected stderr to it (`JOURNAL_STREAM`), otherwise
+//! human-readable lines on stderr. One line per state change either way.
 
 use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::fmt::format::debug_fn;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 pub fn init(level: &str) -> Result<(), String> {
     let filter: LevelFilter = level.parse().map_err(|_| {
         format!("--log-level {level:?} is not one of error, warn, info, debug, trace")
     })?;
+    if std::env::var_os("JOURNAL_STREAM").is_some() {
+        match tracing_journald::layer() {
+            Ok(journal) => {
+                // Field names as they are, upper-cased by the layer: app -> APP.
+                let journal = journal
+                    .with_field_prefix(None)
+                    .with_syslog_identifier("igel-update-agent".into());
+                tracing_subscriber::registry()
+                    .with(filter)
+                    .with(journal)
+                    .init();
+                return Ok(());
+            }
+            Err(e) => eprintln!("igel-update-agent: no journal ({e}); logging to stderr"),
+        }
+    }
+    // The structured fields are for the journal; on a terminal the message says it all.
     let message_only = debug_fn(|writer, field, value| {
         if field.name() == "message" {
             write!(writer, "{value:?}")

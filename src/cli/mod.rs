@@ -9,6 +9,7 @@ mod demo;
 mod job;
 mod logging;
 mod repo_cmd;
+mod run;
 mod status;
 mod update;
 
@@ -52,6 +53,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// The daemon (systemd ExecStart).
+    Run,
     /// The Update command: transfer what is missing, then activate every staged version now.
     Update(update::Args),
     /// Transfer and stage the apps of an IDF; never activates.
@@ -138,6 +141,7 @@ pub fn main() -> ExitCode {
         config: ConfigSource::new(cli.config.as_deref(), cli.state_dir.as_deref()),
     };
     let result = match cli.command {
+        Command::Run => run::run(&global),
         Command::Update(args) => update::run(&global, args),
         Command::Delivery(args) => delivery::run(&global, args),
         Command::Activate(args) => activate::run(&global, args),

@@ -86,7 +86,29 @@ impl ConfigSource {
     }
 
     pub fn load(&self) -> Result<Settings, ConfigError> {
-        let fragments = fragments::read_all(&self.path, self.explicit)?;
+        self.load_with_overrides(&std::collections::BTreeMap::new())
+    }
+
+    /// Loads the files, then the IGEL registry keys set by the `settings` command on top.
+    pub fn load_with_overrides(
+        &self,
+        overrides: &std::collections::BTreeMap<String, String>,
+    ) -> Result<Settings, ConfigError> {
+        let mut fragments = fragments::read_all(&self.path, self.explicit)?;
+        if !overrides.is_empty() {
+            let origin = Path::new("settings command");
+            let lines: String = overrides
+                .iter()
+                .map(|(k, v)| format!("{k}={v}\n"))
+                .collect();
+            let toml = registry::to_toml(&lines, "/etc/igel-update-agent").map_err(|e| {
+                ConfigError::Parse {
+                    path: origin.to_path_buf(),
+                    message: e.to_string(),
+                }
+            })?;
+            fragments.push(fragments::Fragment::parse(origin, toml)?);
+        }
         settings::validate(inputs::merge(&fragments), self.state_dir.as_deref())
     }
 }

@@ -298,6 +298,28 @@ impl Repository {
     }
 }
 
+/// GETs a document (an IDF) from a URL outside the repositories, with the system's roots.
+pub async fn fetch_document(url: &str, limit: usize) -> Result<Vec<u8>, String> {
+    install_crypto_provider();
+    let client = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(15))
+        .read_timeout(Duration::from_secs(60))
+        .build()
+        .map_err(|e| error_chain(&e))?;
+    let mut response = client.get(url).send().await.map_err(|e| error_chain(&e))?;
+    if !response.status().is_success() {
+        return Err(format!("HTTP {}", response.status()));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| error_chain(&e))? {
+        if body.len() + chunk.len() > limit {
+            return Err(format!("larger than {limit} bytes"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
 /// Reads the next piece of a download body.
 pub async fn next_chunk(download: &mut Download) -> Result<Option<Bytes>, RepositoryError> {
     download

@@ -6,7 +6,7 @@
 //! the directory is fsynced. A version appears under `apps/` in one rename, complete and
 //! verified, or not at all. `store` never touches the network.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -146,6 +146,28 @@ pub struct State {
     pub update_status: Option<String>,
     #[serde(default)]
     pub apps: Vec<AppRecord>,
+    /// Accepted commands not yet finished, in the order they arrived (the daemon's queue).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub commands: Vec<QueuedCommand>,
+    /// Ids of the last finished commands, so a command sent twice runs once.
+    #[serde(default, skip_serializing_if = "VecDeque::is_empty")]
+    pub finished_commands: VecDeque<String>,
+    /// IGEL registry keys set by the `settings` command; they override the files.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub settings_overrides: BTreeMap<String, String>,
+}
+
+/// An accepted command, persisted before its reply so that a crash cannot lose it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueuedCommand {
+    pub id: String,
+    /// The request as received.
+    pub request: serde_json::Value,
+    /// Not to run before this time (`at`, or a deferral's reminder).
+    #[serde(default)]
+    pub not_before: Option<chrono::DateTime<chrono::Utc>>,
+    #[serde(default)]
+    pub deferrals: u32,
 }
 
 impl Default for State {
@@ -157,6 +179,9 @@ impl Default for State {
             applied_idf_sha256: None,
             update_status: None,
             apps: Vec::new(),
+            commands: Vec::new(),
+            finished_commands: VecDeque::new(),
+            settings_overrides: BTreeMap::new(),
         }
     }
 }
