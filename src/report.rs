@@ -44,13 +44,13 @@ pub fn human_bytes(n: u64) -> String {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, serde::Deserialize)]
 pub struct StatusSettings {
     pub activate_after_installation: bool,
     pub bandwidth_limit_bytes_per_sec: Option<u64>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, serde::Deserialize)]
 pub struct AppStatus {
     pub name: String,
     pub version: String,
@@ -65,9 +65,9 @@ pub struct AppStatus {
 }
 
 /// The `status --json` document.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, serde::Deserialize)]
 pub struct Status {
-    pub agent_version: &'static str,
+    pub agent_version: String,
     pub settings: StatusSettings,
     pub idf_sha256: Option<String>,
     pub applied_idf_sha256: Option<String>,
@@ -78,7 +78,7 @@ pub struct Status {
 impl Status {
     pub fn new(settings: &Settings, state: &State) -> Status {
         Status {
-            agent_version: env!("CARGO_PKG_VERSION"),
+            agent_version: env!("CARGO_PKG_VERSION").to_string(),
             settings: StatusSettings {
                 activate_after_installation: settings.update.activate_after_installation,
                 bandwidth_limit_bytes_per_sec: settings.update.effective_limit(),

@@ -1,10 +1,10 @@
-//! `delivery [--idf FILE|URL] [--wait]`: transfer and stage only, never activate. Until the
-//! daemon exists (it comes with the control socket) this always runs in this process and waits.
+//! `delivery [--idf FILE|URL] [--wait]`: transfer and stage only, never activate. Goes to the
+//! daemon when one runs (`--wait` follows it to the end), else runs in this process.
 
 use std::sync::Arc;
 
-use super::job::{Job, load_idf, run_job};
-use super::{CmdResult, Global};
+use super::job::{Job, command_id, idf_fields, load_idf, run_job, via_daemon};
+use super::{CmdResult, Failure, Global};
 use crate::store::Store;
 
 #[derive(Debug, clap::Args)]
@@ -12,7 +12,7 @@ pub struct Args {
     /// IDF as a JSON file or an http(s) URL; default: the [[app]] tables of the configuration.
     #[arg(long, value_name = "FILE|URL")]
     idf: Option<String>,
-    /// Wait until the transfer ends (always the case when no daemon runs).
+    /// With a daemon: wait until the transfer ends (without one the command always waits).
     #[arg(long)]
     wait: bool,
 }
@@ -20,8 +20,27 @@ pub struct Args {
 pub fn run(global: &Global, args: Args) -> CmdResult {
     let settings = global.settings()?;
     let rt = super::runtime()?;
+    let mut request = idf_fields(args.idf.as_deref())?;
+    if request.contains_key("idf_url") {
+        // The delivery command has no idf_url: fetch it here.
+        request.clear();
+        let idf = rt.block_on(load_idf(args.idf.as_deref(), &settings))?;
+        request.insert(
+            "idf".into(),
+            serde_json::to_value(idf).map_err(Failure::failed)?,
+        );
+    }
+    request.insert("id".into(), command_id("delivery").into());
+    request.insert("command".into(), "delivery".into());
+    if let Some(result) = via_daemon(
+        &rt,
+        &settings,
+        serde_json::Value::Object(request),
+        args.wait,
+    ) {
+        return result;
+    }
     let idf = rt.block_on(load_idf(args.idf.as_deref(), &settings))?;
-    let _ = args.wait;
     let store = Arc::new(Store::open(&settings.paths)?);
     let show_progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
     rt.block_on(run_job(settings, store, Job::Delivery(idf), show_progress))

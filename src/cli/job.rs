@@ -121,3 +121,90 @@ pub async fn load_idf(source: Option<&str>, settings: &Settings) -> Result<Idf, 
     };
     Idf::parse(&bytes).map_err(|e| Failure::usage(anyhow::anyhow!("{source}: {e}")))
 }
+
+/// A unique id for a command sent from this command line.
+pub fn command_id(kind: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("cli-{kind}-{}-{nanos}", std::process::id())
+}
+
+/// Sends `request` to the daemon when one listens on the control socket; `None` when none
+/// runs (the caller then runs the command in this process). With `wait`, follows the command
+/// until it leaves the daemon's queue and reports how the update ended.
+pub fn via_daemon(
+    rt: &tokio::runtime::Runtime,
+    settings: &Settings,
+    request: serde_json::Value,
+    wait: bool,
+) -> Option<CmdResult> {
+    use crate::control::client::{ClientError, request as send};
+    let socket = &settings.paths.control_socket;
+    let id = request["id"].as_str().unwrap_or_default().to_string();
+    let reply = match rt.block_on(send(socket, &request)) {
+        Err(ClientError::NotRunning(_)) => return None,
+        Err(e) => return Some(Err(Failure::failed(e))),
+        Ok(reply) => reply,
+    };
+    if !reply.is_accepted() {
+        let error = reply.error.unwrap_or_default();
+        return Some(Err(Failure::usage(anyhow::anyhow!(
+            "the daemon rejected the command: {error}"
+        ))));
+    }
+    eprintln!("command {id} accepted by the daemon");
+    if !wait {
+        return Some(Ok(ExitCode::SUCCESS));
+    }
+    Some(rt.block_on(async {
+        loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let status = serde_json::json!({"id": command_id("status"), "command": "status"});
+            let reply = send(socket, &status).await.map_err(Failure::failed)?;
+            let Some(status) = reply.status else {
+                return Err(Failure::failed(anyhow::anyhow!(
+                    "the daemon sent no status"
+                )));
+            };
+            let pending = status["commands"]
+                .as_array()
+                .is_some_and(|c| c.iter().any(|c| c["id"] == id.as_str()));
+            if !pending {
+                let text = status["update_status"].as_str().unwrap_or("").to_string();
+                eprintln!("{text}");
+                let failed = text.starts_with("Update failed");
+                return Ok(if failed {
+                    ExitCode::from(1)
+                } else {
+                    ExitCode::SUCCESS
+                });
+            }
+        }
+    }))
+}
+
+/// The IDF part of a request: a URL stays a URL for the daemon to fetch, a file is read here
+/// (the daemon may not be allowed to read it), none means the daemon's own.
+pub fn idf_fields(
+    source: Option<&str>,
+) -> Result<serde_json::Map<String, serde_json::Value>, Failure> {
+    let mut fields = serde_json::Map::new();
+    match source {
+        None => {}
+        Some(url) if url.starts_with("http://") || url.starts_with("https://") => {
+            fields.insert("idf_url".into(), url.into());
+        }
+        Some(file) => {
+            let bytes = std::fs::read(file)
+                .map_err(|e| Failure::usage(anyhow::anyhow!("cannot read IDF {file}: {e}")))?;
+            let idf =
+                Idf::parse(&bytes).map_err(|e| Failure::usage(anyhow::anyhow!("{file}: {e}")))?;
+            fields.insert(
+                "idf".into(),
+                serde_json::to_value(idf).map_err(Failure::failed)?,
+            );
+        }
+    }
+    Ok(fields)
+}

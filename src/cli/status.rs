@@ -15,6 +15,25 @@ pub struct Args {
 
 pub fn run(global: &Global, args: Args) -> CmdResult {
     let settings = global.settings()?;
+    // The daemon knows its queue too; without one, state.json tells the rest.
+    let rt = super::runtime()?;
+    let request = serde_json::json!({"id": super::job::command_id("status"), "command": "status"});
+    if let Ok(reply) = rt.block_on(crate::control::client::request(
+        &settings.paths.control_socket,
+        &request,
+    )) && let Some(status) = reply.status
+    {
+        if args.json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&status).map_err(Failure::failed)?
+            );
+            return Ok(std::process::ExitCode::SUCCESS);
+        }
+        if let Ok(parsed) = serde_json::from_value::<Status>(status) {
+            return print_status(&parsed, false);
+        }
+    }
     let state = read_state(&settings.paths.state_dir)
         .map_err(Failure::failed)?
         .unwrap_or_default();

@@ -1,11 +1,12 @@
-//! `update [--idf FILE|URL] [--clean] [--force] [--wait]`: the Update command. Transfers what
-//! is missing, then activates every staged version now. Until the daemon exists this runs in
-//! this process and waits.
+//! `update [--idf FILE|URL] [--at TIME] [--inform-user SECS] [--user-can-cancel] [--clean]
+//! [--force] [--wait]`: the Update command. Transfers what is missing, then activates every
+//! staged version now. Goes to the daemon when one runs (`--wait` follows it to the end),
+//! else runs in this process.
 
 use std::sync::Arc;
 
-use super::job::{Job, load_idf, run_job};
-use super::{CmdResult, Global};
+use super::job::{Job, command_id, idf_fields, load_idf, run_job, via_daemon};
+use super::{CmdResult, Failure, Global};
 use crate::agent::{InformUser, UpdateOptions};
 use crate::store::Store;
 
@@ -29,17 +30,59 @@ pub struct Args {
     /// With --inform-user: the user may postpone the installation.
     #[arg(long, requires = "inform_user")]
     user_can_cancel: bool,
-    /// Wait until the update ends (always the case when no daemon runs).
+    /// With a daemon: wait until the update ends (without one the command always waits).
     #[arg(long)]
     wait: bool,
 }
 
 pub fn run(global: &Global, args: Args) -> CmdResult {
     let settings = global.settings()?;
+    let at = match &args.at {
+        Some(text) => Some(
+            chrono::DateTime::parse_from_rfc3339(text)
+                .map_err(|e| {
+                    Failure::usage(anyhow::anyhow!(
+                        "--at {text:?} is not an RFC 3339 time: {e}"
+                    ))
+                })?
+                .with_timezone(&chrono::Utc),
+        ),
+        None => None,
+    };
     let rt = super::runtime()?;
+    let mut request = idf_fields(args.idf.as_deref())?;
+    request.insert("id".into(), command_id("update").into());
+    request.insert("command".into(), "update".into());
+    request.insert("clean".into(), args.clean.into());
+    request.insert("force".into(), args.force.into());
+    request.insert("user_can_cancel".into(), args.user_can_cancel.into());
+    if let Some(at) = at {
+        request.insert("at".into(), at.to_rfc3339().into());
+    }
+    if let Some(timeout_s) = args.inform_user {
+        request.insert(
+            "inform_user".into(),
+            serde_json::json!({ "timeout_s": timeout_s }),
+        );
+    }
+    if let Some(result) = via_daemon(
+        &rt,
+        &settings,
+        serde_json::Value::Object(request),
+        args.wait,
+    ) {
+        return result;
+    }
     let idf = rt.block_on(load_idf(args.idf.as_deref(), &settings))?;
-    let _ = args.wait;
     let store = Arc::new(Store::open(&settings.paths)?);
+    if let Some(at) = at {
+        let wait = (at - chrono::Utc::now()).to_std().unwrap_or_default();
+        tracing::info!(
+            "no daemon runs: waiting in this process until {} to update",
+            at.to_rfc3339()
+        );
+        std::thread::sleep(wait);
+    }
     let show_progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let options = UpdateOptions {
         clean: args.clean,
