@@ -1,9 +1,14 @@
-//! `status [--json]`: what the journal says, readable without the daemon or the lock.
+//! `status [--json] [--watch]`: what the daemon (or, without one, the journal) says. Works
+//! without the daemon and without the lock. `--watch` redraws progress bars (bytes, rate,
+//! ETA per app) on a terminal, and prints plain lines when something changed otherwise.
 
+use std::collections::HashMap;
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
 use super::{CmdResult, Failure, Global};
-use crate::report::Status;
+use crate::config::Settings;
+use crate::report::{Status, human_bytes};
 use crate::store::read_state;
 
 #[derive(Debug, clap::Args)]
@@ -11,43 +16,127 @@ pub struct Args {
     /// The DESIGN 8 JSON document instead of a table.
     #[arg(long)]
     json: bool,
+    /// Follow the progress until interrupted.
+    #[arg(long, conflicts_with = "json")]
+    watch: bool,
 }
 
 pub fn run(global: &Global, args: Args) -> CmdResult {
     let settings = global.settings()?;
-    // The daemon knows its queue too; without one, state.json tells the rest.
     let rt = super::runtime()?;
+    if args.watch {
+        return watch(&rt, &settings);
+    }
+    let status = current(&rt, &settings)?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&status).map_err(Failure::failed)?
+        );
+    } else {
+        let parsed: Status = serde_json::from_value(status).map_err(Failure::failed)?;
+        print!("{}", parsed.to_text());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The daemon's status (with its queue) when it runs, else what state.json says.
+fn current(
+    rt: &tokio::runtime::Runtime,
+    settings: &Settings,
+) -> Result<serde_json::Value, Failure> {
     let request = serde_json::json!({"id": super::job::command_id("status"), "command": "status"});
     if let Ok(reply) = rt.block_on(crate::control::client::request(
         &settings.paths.control_socket,
         &request,
     )) && let Some(status) = reply.status
     {
-        if args.json {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&status).map_err(Failure::failed)?
-            );
-            return Ok(std::process::ExitCode::SUCCESS);
-        }
-        if let Ok(parsed) = serde_json::from_value::<Status>(status) {
-            return print_status(&parsed, false);
-        }
+        return Ok(status);
     }
     let state = read_state(&settings.paths.state_dir)
         .map_err(Failure::failed)?
         .unwrap_or_default();
-    print_status(&Status::new(&settings, &state), args.json)
+    serde_json::to_value(Status::new(settings, &state)).map_err(Failure::failed)
 }
 
-pub fn print_status(status: &Status, json: bool) -> CmdResult {
-    if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(status).map_err(Failure::failed)?
-        );
-    } else {
-        print!("{}", status.to_text());
+fn watch(rt: &tokio::runtime::Runtime, settings: &Settings) -> CmdResult {
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let mut last: HashMap<String, (u64, Instant)> = HashMap::new();
+    let mut rates: HashMap<String, f64> = HashMap::new();
+    let (mut drawn, mut previous_text) = (0, String::new());
+    loop {
+        let status: Status =
+            serde_json::from_value(current(rt, settings)?).map_err(Failure::failed)?;
+        let now = Instant::now();
+        let mut lines = vec![format!(
+            "Update status: {}",
+            status.update_status.as_deref().unwrap_or("no update yet")
+        )];
+        for app in &status.apps {
+            if let Some((bytes, when)) = last.get(&app.name) {
+                let secs = now.duration_since(*when).as_secs_f64();
+                if secs > 0.0 && app.bytes_done >= *bytes {
+                    let sample = (app.bytes_done - bytes) as f64 / secs;
+                    let rate = rates.entry(app.name.clone()).or_insert(sample);
+                    *rate = 0.7 * *rate + 0.3 * sample;
+                }
+            }
+            last.insert(app.name.clone(), (app.bytes_done, now));
+            lines.push(progress_line(
+                app,
+                rates.get(&app.name).copied().unwrap_or(0.0),
+            ));
+        }
+        let text = lines.join("\n");
+        if terminal {
+            // Back to the first line of the last drawing, then draw over it.
+            if drawn > 0 {
+                print!("\x1b[{drawn}A");
+            }
+            for line in &lines {
+                println!("\x1b[2K{line}");
+            }
+            drawn = lines.len();
+        } else if text != previous_text {
+            println!("{text}");
+        }
+        previous_text = text;
+        std::thread::sleep(Duration::from_secs(1));
     }
-    Ok(ExitCode::SUCCESS)
+}
+
+fn progress_line(app: &crate::report::AppStatus, rate: f64) -> String {
+    const WIDTH: u64 = 24;
+    let filled = (app.bytes_done * WIDTH)
+        .checked_div(app.bytes_total)
+        .unwrap_or(0)
+        .min(WIDTH) as usize;
+    let pct = (app.bytes_done * 100)
+        .checked_div(app.bytes_total)
+        .unwrap_or(0);
+    let eta = if rate > 1.0 && app.bytes_done < app.bytes_total {
+        format!(
+            "ETA {}s",
+            ((app.bytes_total - app.bytes_done) as f64 / rate).ceil() as u64
+        )
+    } else {
+        String::new()
+    };
+    let rate = if rate > 1.0 {
+        format!("{}/s", human_bytes(rate as u64))
+    } else {
+        String::new()
+    };
+    format!(
+        "{:<20} {:<12} [{}{}] {pct:>3}% {:>10} / {:<10} {:>12} {:<9} {}",
+        app.name,
+        app.version,
+        "#".repeat(filled),
+        "-".repeat(WIDTH as usize - filled),
+        human_bytes(app.bytes_done),
+        human_bytes(app.bytes_total),
+        rate,
+        eta,
+        app.state
+    )
 }
