@@ -210,7 +210,7 @@ impl Agent {
             })
             .map_err(store_err)?
             .unwrap_or_default();
-        tracing::info!(app = %name, version = %version,
+        tracing::info!(app = %name, version = %version, bytes = p.manifest.total_bytes(),
             "{name} {version}: {} file(s), {}", p.manifest.files.len(), report::human_bytes(p.manifest.total_bytes()));
         let staging = self.store.staging_dir(name, version);
         let observer = JournalObserver {
@@ -268,7 +268,7 @@ impl Agent {
                 }
             })
             .map_err(store_err)?;
-        tracing::info!(app = %name, version = %version, repository = %repository,
+        tracing::info!(app = %name, version = %version, repository = %repository, bytes = p.manifest.total_bytes(),
             "{name} {version}: downloaded and verified from {repository}");
         let at_boot = self.settings.update.activate_after_installation;
         self.transition(name, Event::Staged { at_boot }, None)

@@ -21,7 +21,11 @@ pub fn run(global: &Global, args: Args) -> CmdResult {
             "activate needs --boot (activation at other times is the Update command: `update`)"
         )));
     }
-    let settings = global.settings()?;
+    // Activation never contacts a repository: it must not fail on a password (or a systemd
+    // credential) that only the daemon's unit provides.
+    let mut config = global.config.clone();
+    config.secrets = false;
+    let settings = config.load().map_err(Failure::usage)?;
     let rt = super::runtime()?;
     let store = Arc::new(Store::open(&settings.paths)?);
     rt.block_on(run_job(settings, store, Job::ActivateAtBoot, false))

@@ -74,6 +74,8 @@ pub struct ConfigSource {
     pub path: PathBuf,
     pub explicit: bool,
     pub state_dir: Option<PathBuf>,
+    /// Read passwords (`false` for commands that never contact a repository).
+    pub secrets: bool,
 }
 
 impl ConfigSource {
@@ -82,6 +84,7 @@ impl ConfigSource {
             path: path.map_or_else(|| PathBuf::from(DEFAULT_CONFIG), Path::to_path_buf),
             explicit: path.is_some(),
             state_dir: state_dir.map(Path::to_path_buf),
+            secrets: true,
         }
     }
 
@@ -109,7 +112,11 @@ impl ConfigSource {
             })?;
             fragments.push(fragments::Fragment::parse(origin, toml)?);
         }
-        settings::validate(inputs::merge(&fragments), self.state_dir.as_deref())
+        settings::validate(
+            inputs::merge(&fragments),
+            self.state_dir.as_deref(),
+            self.secrets,
+        )
     }
 }
 

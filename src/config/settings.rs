@@ -189,10 +189,12 @@ fn argv(input: &Option<Sourced<Vec<String>>>, default: &[&str]) -> Vec<String> {
     )
 }
 
-/// Validates merged inputs. `state_dir_override` is the `--state-dir` flag or its variable.
+/// Validates merged inputs. `state_dir_override` is the `--state-dir` flag or its variable;
+/// without `secrets`, passwords are not read (for commands that never contact a repository).
 pub fn validate(
     inputs: Inputs,
     state_dir_override: Option<&Path>,
+    secrets: bool,
 ) -> Result<Settings, ConfigError> {
     let mut warnings = Vec::new();
     let state_dir = state_dir_override
@@ -213,7 +215,7 @@ pub fn validate(
     let update = validate_update(&inputs, &mut warnings)?;
     let mut repositories = Vec::new();
     for input in &inputs.repositories {
-        let repo = validate_repository(input, &mut warnings)?;
+        let repo = validate_repository(input, &mut warnings, secrets)?;
         if let Some(first) = repositories
             .iter()
             .find(|r: &&RepositorySettings| r.name == repo.name)
@@ -355,6 +357,7 @@ fn validate_update(
 fn validate_repository(
     input: &RepositoryInput,
     warnings: &mut Vec<String>,
+    secrets: bool,
 ) -> Result<RepositorySettings, ConfigError> {
     let name = &input.name;
     if name.value.is_empty()
@@ -417,7 +420,11 @@ fn validate_repository(
                     format!("auth = {scheme:?} needs a username"),
                 )
             })?;
-        let password = read_password(input, scheme)?;
+        let password = if secrets {
+            read_password(input, scheme)?
+        } else {
+            Secret::new(String::new())
+        };
         if url.scheme() == "http" {
             warnings.push(format!(
                 "{}: repository {:?} sends its password over plain http; use https",
