@@ -8,6 +8,7 @@ pub mod bandwidth;
 pub mod fragments;
 pub mod inputs;
 pub mod registry;
+mod repository;
 pub mod settings;
 
 use std::fmt;

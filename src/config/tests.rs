@@ -261,7 +261,12 @@ fn without_secrets_a_missing_credential_is_not_an_error() {
         "[[repository]]\nname = \"a\"\nurl = \"https://a/\"\nusername = \"u\"\ncredential = \"branch\"\n",
     );
     // Tests run without CREDENTIALS_DIRECTORY (no systemd credentials).
-    assert!(d.load(&main).unwrap_err().to_string().contains("CREDENTIALS_DIRECTORY"));
+    assert!(
+        d.load(&main)
+            .unwrap_err()
+            .to_string()
+            .contains("CREDENTIALS_DIRECTORY")
+    );
     let mut source = ConfigSource::new(Some(&main), None);
     source.secrets = false;
     assert_eq!(source.load().unwrap().repositories[0].name, "a");
