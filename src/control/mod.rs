@@ -166,6 +166,14 @@ pub fn parse(line: &[u8], now: DateTime<Utc>) -> Result<Request, Rejection> {
         "assign" => Command::Assign(args(&id, &name, object)?),
         "delivery" => Command::Delivery(args(&id, &name, object)?),
         "update" => {
+            if let Some(at) = object.get("at").and_then(Value::as_str)
+                && let Err(e) = DateTime::parse_from_rfc3339(at)
+            {
+                return Err(reject(
+                    Some(&id),
+                    format!("update: `at` {at:?} is not an RFC 3339 time: {e}"),
+                ));
+            }
             let update: UpdateArgs = args(&id, &name, object)?;
             if update.idf.is_some() && update.idf_url.is_some() {
                 return Err(reject(
@@ -182,7 +190,10 @@ pub fn parse(line: &[u8], now: DateTime<Utc>) -> Result<Request, Rejection> {
                 ));
             }
             if let Some(at) = update.at
-                && at < now - chrono::Duration::seconds(60)
+                && at
+                    < now
+                        .checked_sub_signed(chrono::Duration::seconds(60))
+                        .unwrap_or(now)
             {
                 return Err(reject(
                     Some(&id),

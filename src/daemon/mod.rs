@@ -61,6 +61,9 @@ pub async fn run(source: ConfigSource, store: Arc<Store>) -> Result<(), DaemonEr
     let bandwidth = Bandwidth::new(settings.update.effective_limit());
     let agent = Agent::new(settings.clone(), store.clone(), bandwidth.clone())?;
     agent.recover()?;
+    // Signal handlers before anything can be noticed from outside: a SIGTERM or SIGHUP right
+    // after the socket answers must not take the default action.
+    let signals = Signals::install()?;
     let listener = control::server::bind(&settings.paths.control_socket).await?;
     let daemon = Arc::new(Daemon {
         source,
@@ -85,7 +88,7 @@ pub async fn run(source: ConfigSource, store: Arc<Store>) -> Result<(), DaemonEr
         daemon.settings.read().paths.control_socket.display()
     );
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
-    let result = daemon.clone().signals().await;
+    let result = daemon.clone().signals(signals).await;
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     worker.abort();
     server.abort();
@@ -97,15 +100,12 @@ pub async fn run(source: ConfigSource, store: Arc<Store>) -> Result<(), DaemonEr
 
 impl Daemon {
     /// Waits for SIGTERM/SIGINT (then returns) and handles SIGHUP (reload).
-    async fn signals(self: Arc<Self>) -> Result<(), DaemonError> {
-        let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
-        let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?;
-        let mut hup = signal(SignalKind::hangup()).map_err(DaemonError::Signals)?;
+    async fn signals(self: Arc<Self>, mut signals: Signals) -> Result<(), DaemonError> {
         loop {
             tokio::select! {
-                _ = term.recv() => { tracing::info!("SIGTERM: stopping"); return Ok(()); }
-                _ = int.recv() => { tracing::info!("SIGINT: stopping"); return Ok(()); }
-                _ = hup.recv() => self.reload(),
+                _ = signals.term.recv() => { tracing::info!("SIGTERM: stopping"); return Ok(()); }
+                _ = signals.int.recv() => { tracing::info!("SIGINT: stopping"); return Ok(()); }
+                _ = signals.hup.recv() => self.reload(),
             }
         }
     }
@@ -226,6 +226,13 @@ impl Daemon {
     fn change_settings(&self, id: &str, args: &SettingsArgs) -> Result<(), Rejection> {
         let mut overrides = self.store.snapshot().settings_overrides;
         for (key, value) in &args.values {
+            // Each key and value is one registry line: nothing may smuggle in another line.
+            if key.is_empty() || key.contains(['=', '#']) || key.contains(char::is_control) {
+                return Err(reject(
+                    id,
+                    format!("settings: {key:?} is not a registry key"),
+                ));
+            }
             let text = match value {
                 Value::String(s) => s.clone(),
                 Value::Bool(b) => b.to_string(),
@@ -237,6 +244,12 @@ impl Daemon {
                     ));
                 }
             };
+            if text.contains(char::is_control) {
+                return Err(reject(
+                    id,
+                    format!("settings: {key}: the value must be a single line"),
+                ));
+            }
             overrides.insert(key.clone(), text);
         }
         let settings = self
@@ -373,9 +386,29 @@ impl Daemon {
     ) -> Result<Outcome, String> {
         let agent = self.agent.read().clone();
         let settings = self.settings.read().clone();
+        // Without an IDF in the command: the last assigned one, else the configuration's
+        // [[app]] tables, else what is on the device (so that an Update after a Delivery
+        // activates the delivered versions instead of removing them).
         let fallback_idf = || {
-            self.store.snapshot().idf.unwrap_or(Idf {
-                apps: settings.apps.clone(),
+            let state = self.store.snapshot();
+            state.idf.unwrap_or_else(|| {
+                if !settings.apps.is_empty() {
+                    return Idf {
+                        apps: settings.apps.clone(),
+                    };
+                }
+                Idf {
+                    apps: state
+                        .apps
+                        .iter()
+                        .filter(|a| !a.version.is_empty() && a.state != AppState::MarkedForRemoval)
+                        .map(|a| crate::idf::WantedApp {
+                            name: a.name.clone(),
+                            version: a.version.clone(),
+                            app_json_sha256: None,
+                        })
+                        .collect(),
+                }
             })
         };
         let result = match &request.command {
@@ -443,6 +476,23 @@ impl Daemon {
             }
             tokio::time::sleep(tick).await;
         }
+    }
+}
+
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Signals, DaemonError> {
+        let install = |kind| signal(kind).map_err(DaemonError::Signals);
+        Ok(Signals {
+            term: install(SignalKind::terminate())?,
+            int: install(SignalKind::interrupt())?,
+            hup: install(SignalKind::hangup())?,
+        })
     }
 }
 
