@@ -195,38 +195,15 @@ impl Agent {
                 );
                 return;
             }
-            RebootPolicy::Ask if !update.notify_command.is_empty() => {
-                let env = [
-                    (
-                        "UPDATE_MESSAGE",
-                        format!("A restart is needed to complete the update of {why}."),
-                    ),
-                    (
-                        "UPDATE_TIMEOUT",
-                        update.reboot_timeout.as_secs().to_string(),
-                    ),
-                    ("UPDATE_CAN_CANCEL", "1".to_string()),
-                ];
-                let wait = update.reboot_timeout + std::time::Duration::from_secs(5);
-                match hook::run(
-                    "notify command",
-                    &update.notify_command,
-                    &env,
-                    wait,
-                    &[0, 10],
-                )
-                .await
-                {
-                    Ok(done) if done.status.code() == Some(10) => {
-                        tracing::warn!("the user postponed the reboot needed by {why}");
-                        return;
-                    }
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!("{e}; rebooting as the reboot policy says"),
-                }
-            }
             RebootPolicy::Ask => {
-                tracing::info!("no notify_command to ask the user; rebooting for {why}")
+                let message = format!("A restart is needed to complete the update of {why}.");
+                let timeout_s = update.reboot_timeout.as_secs();
+                if hook::ask_user(&update.notify_command, message, timeout_s, true).await
+                    == hook::Answer::Later
+                {
+                    tracing::warn!("the user postponed the reboot needed by {why}");
+                    return;
+                }
             }
             RebootPolicy::Immediately => {}
         }

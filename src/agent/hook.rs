@@ -116,6 +116,50 @@ fn last_lines(bytes: &[u8]) -> String {
     lines[lines.len().saturating_sub(STDERR_LINES)..].join(" | ")
 }
 
+/// What the user answered through the notify command.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Answer {
+    /// Go on (exit 0), or no way to ask (no notify command, or it failed: logged).
+    Go,
+    /// Later (exit 10), only when the user may cancel.
+    Later,
+}
+
+/// Asks the user through `notify_command` (DESIGN 7): env `UPDATE_MESSAGE`, `UPDATE_TIMEOUT`
+/// (seconds, 0 = until answered), `UPDATE_CAN_CANCEL`; exit 0 = go on, exit 10 = later.
+pub async fn ask_user(
+    notify_command: &[String],
+    message: String,
+    timeout_s: u64,
+    can_cancel: bool,
+) -> Answer {
+    if notify_command.is_empty() {
+        tracing::info!("no notify_command is configured to ask the user; going on");
+        return Answer::Go;
+    }
+    let env = [
+        ("UPDATE_MESSAGE", message),
+        ("UPDATE_TIMEOUT", timeout_s.to_string()),
+        (
+            "UPDATE_CAN_CANCEL",
+            if can_cancel { "1" } else { "0" }.to_string(),
+        ),
+    ];
+    // "Until answered" still ends after a day, so a forgotten dialog cannot block for ever.
+    let wait = match timeout_s {
+        0 => Duration::from_secs(86_400),
+        s => Duration::from_secs(s + 5),
+    };
+    match run("notify command", notify_command, &env, wait, &[0, 10]).await {
+        Ok(done) if done.status.code() == Some(10) && can_cancel => Answer::Later,
+        Ok(_) => Answer::Go,
+        Err(e) => {
+            tracing::warn!("{e}; going on without an answer");
+            Answer::Go
+        }
+    }
+}
+
 /// The configured hook, or the default one when it exists.
 pub fn activation_hook(configured: &[String]) -> Option<Vec<String>> {
     if !configured.is_empty() {

@@ -103,49 +103,14 @@ impl Agent {
     /// Asks the user through `notify_command`: exit 0 = go on, exit 10 = later (only when the
     /// user may cancel). No notify command, or one that fails: log and go on.
     async fn user_agrees(&self, inform: &InformUser, planned: &[PlannedApp]) -> bool {
-        let update = &self.settings.update;
-        if update.notify_command.is_empty() {
-            tracing::info!(
-                "inform_user: no notify_command is configured; installing without asking"
-            );
-            return true;
-        }
         let apps: Vec<String> = planned
             .iter()
             .map(|p| format!("{} {}", p.manifest.name, p.manifest.version))
             .collect();
-        let env = [
-            (
-                "UPDATE_MESSAGE",
-                format!("Updates are ready to install: {}.", apps.join(", ")),
-            ),
-            ("UPDATE_TIMEOUT", inform.timeout_s.to_string()),
-            (
-                "UPDATE_CAN_CANCEL",
-                if inform.can_cancel { "1" } else { "0" }.to_string(),
-            ),
-        ];
-        // 0 means "until answered"; the agent still gives up after a day.
-        let wait = match inform.timeout_s {
-            0 => std::time::Duration::from_secs(86_400),
-            s => std::time::Duration::from_secs(s + 5),
-        };
-        match super::hook::run(
-            "notify command",
-            &update.notify_command,
-            &env,
-            wait,
-            &[0, 10],
-        )
-        .await
-        {
-            Ok(done) if done.status.code() == Some(10) => !inform.can_cancel,
-            Ok(_) => true,
-            Err(e) => {
-                tracing::warn!("{e}; installing without an answer");
-                true
-            }
-        }
+        let message = format!("Updates are ready to install: {}.", apps.join(", "));
+        let notify = &self.settings.update.notify_command;
+        super::hook::ask_user(notify, message, inform.timeout_s, inform.can_cancel).await
+            == super::hook::Answer::Go
     }
 
     /// `activate --boot`: activates what waits for the boot (and retries failed activations);
