@@ -1,11 +1,8 @@
 //! `delivery [--idf FILE|URL] [--wait]`: transfer and stage only, never activate. Goes to the
 //! daemon when one runs (`--wait` follows it to the end), else runs in this process.
 
-use std::sync::Arc;
-
-use super::job::{Job, command_id, idf_fields, load_idf, run_job, via_daemon};
+use super::job::{Job, command_id, idf_fields, load_idf, run_here, via_daemon};
 use super::{CmdResult, Failure, Global};
-use crate::store::Store;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -40,8 +37,5 @@ pub fn run(global: &Global, args: Args) -> CmdResult {
     ) {
         return result;
     }
-    let idf = rt.block_on(load_idf(args.idf.as_deref(), &settings))?;
-    let store = Arc::new(Store::open(&settings.paths)?);
-    let show_progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    rt.block_on(run_job(settings, store, Job::Delivery(idf), show_progress))
+    run_here(&rt, settings, args.idf.as_deref(), Job::Delivery)
 }

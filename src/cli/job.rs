@@ -122,6 +122,20 @@ pub async fn load_idf(source: Option<&str>, settings: &Settings) -> Result<Idf, 
     Idf::parse(&bytes).map_err(|e| Failure::usage(anyhow::anyhow!("{source}: {e}")))
 }
 
+/// Runs a command in this process (no daemon): reads the IDF, takes the state lock, runs the
+/// job with progress on a terminal.
+pub fn run_here(
+    rt: &tokio::runtime::Runtime,
+    settings: Settings,
+    idf_source: Option<&str>,
+    job: impl FnOnce(Idf) -> Job,
+) -> CmdResult {
+    let idf = rt.block_on(load_idf(idf_source, &settings))?;
+    let store = Arc::new(Store::open(&settings.paths)?);
+    let show_progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    rt.block_on(run_job(settings, store, job(idf), show_progress))
+}
+
 /// A unique id for a command sent from this command line.
 pub fn command_id(kind: &str) -> String {
     let nanos = std::time::SystemTime::now()

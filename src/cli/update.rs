@@ -3,12 +3,9 @@
 //! staged version now. Goes to the daemon when one runs (`--wait` follows it to the end),
 //! else runs in this process.
 
-use std::sync::Arc;
-
-use super::job::{Job, command_id, idf_fields, load_idf, run_job, via_daemon};
+use super::job::{Job, command_id, idf_fields, run_here, via_daemon};
 use super::{CmdResult, Failure, Global};
 use crate::agent::{InformUser, UpdateOptions};
-use crate::store::Store;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -73,8 +70,6 @@ pub fn run(global: &Global, args: Args) -> CmdResult {
     ) {
         return result;
     }
-    let idf = rt.block_on(load_idf(args.idf.as_deref(), &settings))?;
-    let store = Arc::new(Store::open(&settings.paths)?);
     if let Some(at) = at {
         let wait = (at - chrono::Utc::now()).to_std().unwrap_or_default();
         tracing::info!(
@@ -83,7 +78,6 @@ pub fn run(global: &Global, args: Args) -> CmdResult {
         );
         std::thread::sleep(wait);
     }
-    let show_progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let options = UpdateOptions {
         clean: args.clean,
         force: args.force,
@@ -93,10 +87,7 @@ pub fn run(global: &Global, args: Args) -> CmdResult {
             can_cancel: args.user_can_cancel,
         }),
     };
-    rt.block_on(run_job(
-        settings,
-        store,
-        Job::Update(idf, options),
-        show_progress,
-    ))
+    run_here(&rt, settings, args.idf.as_deref(), |idf| {
+        Job::Update(idf, options)
+    })
 }
