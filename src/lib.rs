@@ -6,6 +6,7 @@
 
 pub mod agent;
 pub mod bandwidth;
+pub mod check;
 pub mod cli;
 pub mod config;
 pub mod control;

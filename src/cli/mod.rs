@@ -3,6 +3,7 @@
 //! instance holds the lock. One command per file.
 
 mod activate;
+mod check;
 mod config_cmd;
 mod delivery;
 mod demo;
@@ -63,6 +64,8 @@ enum Command {
     Activate(activate::Args),
     /// Apps with state, version, bytes, repository and error (reads state.json).
     Status(status::Args),
+    /// Health check: repositories (DNS, connection, TLS, authentication, clock, files), space.
+    Check(check::Args),
     /// Repositories in the order they are tried; hidden ones marked.
     Repos {
         #[arg(long)]
@@ -146,6 +149,7 @@ pub fn main() -> ExitCode {
         Command::Delivery(args) => delivery::run(&global, args),
         Command::Activate(args) => activate::run(&global, args),
         Command::Status(args) => status::run(&global, args),
+        Command::Check(args) => check::run(&global, args),
         Command::Repos { json } => config_cmd::repos(&global, json),
         Command::Config(cmd) => config_cmd::run(&global, cmd),
         Command::Repo(cmd) => repo_cmd::run(&global, cmd),

@@ -222,6 +222,14 @@ impl Repository {
 
     /// Lists a directory (PROPFIND, depth 1). `rel_dir` ends with `/`.
     pub async fn list(&self, rel_dir: &str) -> Result<Vec<Entry>, RepositoryError> {
+        self.list_dated(rel_dir).await.map(|(entries, _)| entries)
+    }
+
+    /// Like [`Repository::list`], with the server's `Date` header (for the clock check).
+    pub async fn list_dated(
+        &self,
+        rel_dir: &str,
+    ) -> Result<(Vec<Entry>, Option<std::time::SystemTime>), RepositoryError> {
         let url = self.url_for(rel_dir)?;
         let mut headers = HeaderMap::new();
         headers.insert("depth", HeaderValue::from_static("1"));
@@ -242,9 +250,28 @@ impl Repository {
                 ),
             });
         }
+        let date = response
+            .headers()
+            .get(reqwest::header::DATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| httpdate::parse_http_date(v).ok());
         let body = read_limited(&url, response, listing::MAX_LISTING_BYTES).await?;
-        listing::parse(&body, url.path())
-            .map_err(|reason| RepositoryError::Protocol { url, reason })
+        let entries = listing::parse(&body, url.path())
+            .map_err(|reason| RepositoryError::Protocol { url, reason })?;
+        Ok((entries, date))
+    }
+
+    /// The size of a file (HEAD), to see that it is there without fetching it.
+    pub async fn size_of(&self, rel: &str) -> Result<Option<u64>, RepositoryError> {
+        let url = self.url_for(rel)?;
+        let response = self
+            .send(Method::HEAD, &url, HeaderMap::new(), None)
+            .await?;
+        Ok(response
+            .headers()
+            .get(reqwest::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok()))
     }
 
     /// GETs a file from byte `offset`. With `if_range`, a server whose copy changed sends the

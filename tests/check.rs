@@ -1,0 +1,162 @@
+//! `check`: the health check against real Apache repositories (and the mock where a server
+//! must lie about its clock). Each fault is reported as a FAIL naming the repository and the
+//! check, with a hint, and the exit code is 1; a healthy device exits 0.
+
+mod support;
+mod transfer_common;
+
+use std::fs;
+
+use support::{
+    Apache, MockResponse, MockServer, TlsFiles, pseudo_random_bytes, write_password_file,
+};
+use transfer_common::{Device, RepoConf, repo_with};
+
+const APP: (&str, &str) = ("chromium", "120.0.1");
+
+/// The `check --json` findings of a device, and its exit code.
+fn check(device: &Device) -> (Option<i32>, Vec<serde_json::Value>) {
+    let out = device.run(&["check", "--json"]);
+    let doc: serde_json::Value = serde_json::from_str(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "check --json is not JSON ({e}):\n{}\n{}",
+            out.stdout, out.stderr
+        )
+    });
+    (
+        out.code,
+        doc["findings"].as_array().cloned().unwrap_or_default(),
+    )
+}
+
+#[track_caller]
+fn finding<'a>(findings: &'a [serde_json::Value], check: &str) -> &'a serde_json::Value {
+    findings
+        .iter()
+        .find(|f| f["check"] == check)
+        .unwrap_or_else(|| panic!("no {check} finding in {findings:#?}"))
+}
+
+#[test]
+fn a_healthy_device_reports_ok_and_exits_0() {
+    let (root, _) = repo_with(
+        APP.0,
+        APP.1,
+        &[("chromium.ipkg", pseudo_random_bytes(1, 4096))],
+    );
+    let apache = Apache::builder(root.path()).start();
+    let device = Device::new(&[RepoConf::new("central", &apache.url(), 100)]);
+    device.deliver(APP.0, APP.1).assert_success();
+    let (code, findings) = check(&device);
+    assert_eq!(code, Some(0), "{findings:#?}");
+    for name in ["dns", "connect", "listing", "clock", "files", "space"] {
+        assert_eq!(
+            finding(&findings, name)["level"],
+            "OK",
+            "{name}: {findings:#?}"
+        );
+    }
+    assert!(
+        finding(&findings, "files")["message"]
+            .as_str()
+            .unwrap()
+            .contains("all 1 files present")
+    );
+}
+
+#[test]
+fn an_expired_server_certificate_fails_tls_with_a_hint() {
+    let (root, _) = repo_with(APP.0, APP.1, &[("chromium.ipkg", vec![1; 10])]);
+    let tls = TlsFiles::localhost_expired();
+    let apache = Apache::builder(root.path()).tls_files(&tls).start();
+    let url = apache.url().replace("127.0.0.1", "localhost");
+    let device = Device::new(&[RepoConf::new("central", &url, 100).ca_certificate(tls.ca_path())]);
+    let (code, findings) = check(&device);
+    assert_eq!(code, Some(1));
+    let tls = finding(&findings, "tls");
+    assert_eq!(tls["level"], "FAIL", "{findings:#?}");
+    assert!(
+        tls["message"]
+            .as_str()
+            .unwrap()
+            .to_lowercase()
+            .contains("expired"),
+        "{tls}"
+    );
+    assert!(tls["hint"].as_str().unwrap().contains("renew"), "{tls}");
+}
+
+#[test]
+fn a_wrong_password_fails_authentication_without_showing_it() {
+    let (root, _) = repo_with(APP.0, APP.1, &[("chromium.ipkg", vec![1; 10])]);
+    let apache = Apache::builder(root.path())
+        .digest_auth("device", "right-password")
+        .start();
+    let device = Device::new(&[]);
+    let pw = write_password_file(device.root(), "pw", "wrong-password-xyz");
+    let device = Device::new(&[RepoConf::new("central", &apache.url(), 100).digest("device", &pw)]);
+    let out = device.run(&["check"]);
+    assert_eq!(out.code, Some(1), "{}", out.stdout);
+    let line = out
+        .stdout
+        .lines()
+        .find(|l| l.contains("authentication"))
+        .unwrap_or_else(|| panic!("{}", out.stdout));
+    assert!(
+        line.starts_with("FAIL repository central authentication:"),
+        "{line}"
+    );
+    assert!(
+        !out.stdout.contains("wrong-password-xyz") && !out.stderr.contains("wrong-password-xyz")
+    );
+}
+
+#[test]
+fn a_file_missing_from_the_repository_fails_naming_it() {
+    let (root, written) = repo_with(
+        APP.0,
+        APP.1,
+        &[("a.bin", vec![1; 10]), ("b.bin", vec![2; 10])],
+    );
+    let apache = Apache::builder(root.path()).start();
+    let device = Device::new(&[RepoConf::new("central", &apache.url(), 100)]);
+    device.deliver(APP.0, APP.1).assert_success();
+    fs::remove_file(written.dir.join("b.bin")).unwrap();
+    let (code, findings) = check(&device);
+    assert_eq!(code, Some(1));
+    let files = finding(&findings, "files");
+    assert_eq!(files["level"], "FAIL", "{findings:#?}");
+    assert!(
+        files["message"].as_str().unwrap().contains("b.bin"),
+        "{files}"
+    );
+}
+
+#[test]
+fn a_server_clock_an_hour_behind_fails() {
+    let mock = MockServer::start();
+    let hour_ago = httpdate_of(std::time::SystemTime::now() - std::time::Duration::from_secs(3600));
+    let listing = "<?xml version=\"1.0\"?><D:multistatus xmlns:D=\"DAV:\"><D:response><D:href>/</D:href>\
+                   <D:propstat><D:prop><D:resourcetype><D:collection/></D:resourcetype></D:prop></D:propstat>\
+                   </D:response></D:multistatus>";
+    mock.route_method(
+        "PROPFIND",
+        "/",
+        MockResponse::status(207)
+            .body(listing)
+            .header("Date", &hour_ago),
+    );
+    let device = Device::new(&[RepoConf::new("central", &mock.url(), 100)]);
+    let (code, findings) = check(&device);
+    assert_eq!(code, Some(1), "{findings:#?}");
+    let clock = finding(&findings, "clock");
+    assert_eq!(clock["level"], "FAIL", "{findings:#?}");
+    assert!(
+        clock["message"].as_str().unwrap().contains("behind"),
+        "{clock}"
+    );
+}
+
+fn httpdate_of(t: std::time::SystemTime) -> String {
+    httpdate::fmt_http_date(t)
+}
