@@ -19,6 +19,7 @@ pub mod agent;
 pub mod apache;
 pub mod mock;
 pub mod tls;
+pub mod ums;
 
 use std::time::{Duration, Instant};
 
@@ -29,6 +30,7 @@ pub use agent::{
 pub use apache::{AccessEntry, Apache, ApacheBuilder};
 pub use mock::{MockResponse, MockServer, RecordedRequest};
 pub use tls::{CertKey, TestCa, TlsFiles, Validity};
+pub use ums::{Frame, UmsPki, UmsStandIn};
 
 /// Polls `condition` every 20 ms until it holds; panics naming `what` after `timeout`.
 ///
