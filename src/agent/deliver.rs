@@ -53,15 +53,13 @@ impl Agent {
                     .is_complete(&p.manifest.name, &p.manifest.version)
             });
         let at_boot = self.settings.update.activate_after_installation;
+        let state = self.store.snapshot();
         for p in unchanged {
             let name = &p.manifest.name;
-            let fresh = self.store.snapshot().apps.iter().any(|a| {
-                &a.name == name
-                    && matches!(
-                        a.state,
-                        AppState::Assigned | AppState::Downloading | AppState::DownloadFailed
-                    )
-            });
+            let fresh = state
+                .apps
+                .iter()
+                .any(|a| &a.name == name && a.state.awaits_transfer());
             if fresh {
                 self.transition(name, Event::Staged { at_boot }, None)?;
             }
@@ -131,11 +129,7 @@ impl Agent {
                         state.app_mut(name).expect("just pushed")
                     }
                 };
-                let gone = !complete
-                    && !matches!(
-                        record.state,
-                        AppState::Assigned | AppState::Downloading | AppState::DownloadFailed
-                    );
+                let gone = !complete && !record.state.awaits_transfer();
                 if &record.version != version || record.state == AppState::MarkedForRemoval || gone
                 {
                     // A new version, an app back in the IDF, or staged files that vanished.

@@ -66,6 +66,14 @@ impl AppState {
         Ok(next)
     }
 
+    /// Not yet transferred and staged: a transfer can start (again) from here.
+    pub fn awaits_transfer(self) -> bool {
+        matches!(
+            self,
+            AppState::Assigned | AppState::Downloading | AppState::DownloadFailed
+        )
+    }
+
     /// Waiting to be activated (by the Update command, at boot, or as a retry).
     pub fn is_staged(self) -> bool {
         matches!(

@@ -192,7 +192,7 @@ pub fn read_all(main: &Path, required: bool) -> Result<Vec<Fragment>, ConfigErro
 }
 
 /// `agent.d/*.toml` beside the main file (for `agent.toml`, `agent.d`).
-pub fn drop_in_dir(main: &Path) -> PathBuf {
+fn drop_in_dir(main: &Path) -> PathBuf {
     let stem = main
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())

@@ -87,14 +87,6 @@ impl Command {
     pub fn changes_state(&self) -> bool {
         !matches!(self, Command::Status)
     }
-
-    /// Commands the daemon queues and runs in order (the others are answered at once).
-    pub fn is_queued(&self) -> bool {
-        matches!(
-            self,
-            Command::Assign(_) | Command::Delivery(_) | Command::Update(_)
-        )
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

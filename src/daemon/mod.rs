@@ -294,12 +294,7 @@ impl Daemon {
         let state = self.store.snapshot();
         let idf = match &state.idf {
             Some(idf) => {
-                let missing = state.apps.iter().any(|a| {
-                    matches!(
-                        a.state,
-                        AppState::Assigned | AppState::Downloading | AppState::DownloadFailed
-                    )
-                });
+                let missing = state.apps.iter().any(|a| a.state.awaits_transfer());
                 if !settings.update.check_on_boot || !missing {
                     return Ok(());
                 }

@@ -284,14 +284,6 @@ impl Store {
         Ok(store)
     }
 
-    pub fn apps_dir(&self) -> &Path {
-        &self.apps_dir
-    }
-
-    pub fn state_dir(&self) -> &Path {
-        &self.state_dir
-    }
-
     /// A copy of the current state.
     pub fn snapshot(&self) -> State {
         self.lock_state().clone()
