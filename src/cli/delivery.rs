@@ -29,13 +29,9 @@ pub fn run(global: &Global, args: Args) -> CmdResult {
     }
     request.insert("id".into(), command_id("delivery").into());
     request.insert("command".into(), "delivery".into());
-    if let Some(result) = via_daemon(
-        &rt,
-        &settings,
-        serde_json::Value::Object(request),
-        args.wait,
-    ) {
+    let request = serde_json::Value::Object(request);
+    if let Some(result) = via_daemon(&rt, &settings, &request, args.wait) {
         return result;
     }
-    run_here(&rt, settings, args.idf.as_deref(), Job::Delivery)
+    run_here(&rt, settings, &request, args.idf.as_deref(), Job::Delivery)
 }

@@ -111,26 +111,39 @@ pub async fn load_idf(source: Option<&str>, settings: &Settings) -> Result<Idf, 
         };
         return Ok(idf);
     };
-    let bytes = if source.starts_with("http://") || source.starts_with("https://") {
-        crate::repository::fetch_document(source, crate::idf::MAX_IDF_BYTES)
-            .await
-            .map_err(|e| Failure::failed(anyhow::anyhow!("IDF {source}: {e}")))?
-    } else {
-        std::fs::read(source)
-            .map_err(|e| Failure::usage(anyhow::anyhow!("cannot read IDF {source}: {e}")))?
-    };
+    if !is_url(source) {
+        return read_idf_file(source);
+    }
+    let bytes = crate::repository::fetch_document(source, crate::idf::MAX_IDF_BYTES)
+        .await
+        .map_err(|e| Failure::failed(anyhow::anyhow!("IDF {source}: {e}")))?;
     Idf::parse(&bytes).map_err(|e| Failure::usage(anyhow::anyhow!("{source}: {e}")))
 }
 
-/// Runs a command in this process (no daemon): reads the IDF, takes the state lock, runs the
-/// job with progress on a terminal.
+fn is_url(source: &str) -> bool {
+    source.starts_with("http://") || source.starts_with("https://")
+}
+
+fn read_idf_file(path: &str) -> Result<Idf, Failure> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| Failure::usage(anyhow::anyhow!("cannot read IDF {path}: {e}")))?;
+    Idf::parse(&bytes).map_err(|e| Failure::usage(anyhow::anyhow!("{path}: {e}")))
+}
+
+/// Runs a command in this process (no daemon): takes the IDF the request already carries (so
+/// a file is not read twice, a URL not fetched twice) or loads it, takes the state lock, runs
+/// the job with progress on a terminal.
 pub fn run_here(
     rt: &tokio::runtime::Runtime,
     settings: Settings,
+    request: &serde_json::Value,
     idf_source: Option<&str>,
     job: impl FnOnce(Idf) -> Job,
 ) -> CmdResult {
-    let idf = rt.block_on(load_idf(idf_source, &settings))?;
+    let idf = match request.get("idf") {
+        Some(idf) => serde_json::from_value(idf.clone()).map_err(Failure::failed)?,
+        None => rt.block_on(load_idf(idf_source, &settings))?,
+    };
     let store = Arc::new(Store::open(&settings.paths)?);
     let show_progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
     rt.block_on(run_job(settings, store, job(idf), show_progress))
@@ -150,13 +163,13 @@ pub fn command_id(kind: &str) -> String {
 pub fn via_daemon(
     rt: &tokio::runtime::Runtime,
     settings: &Settings,
-    request: serde_json::Value,
+    request: &serde_json::Value,
     wait: bool,
 ) -> Option<CmdResult> {
     use crate::control::client::{ClientError, request as send};
     let socket = &settings.paths.control_socket;
     let id = request["id"].as_str().unwrap_or_default().to_string();
-    let reply = match rt.block_on(send(socket, &request)) {
+    let reply = match rt.block_on(send(socket, request)) {
         Err(ClientError::NotRunning(_)) => return None,
         Err(e) => return Some(Err(Failure::failed(e))),
         Ok(reply) => reply,
@@ -206,14 +219,11 @@ pub fn idf_fields(
     let mut fields = serde_json::Map::new();
     match source {
         None => {}
-        Some(url) if url.starts_with("http://") || url.starts_with("https://") => {
+        Some(url) if is_url(url) => {
             fields.insert("idf_url".into(), url.into());
         }
         Some(file) => {
-            let bytes = std::fs::read(file)
-                .map_err(|e| Failure::usage(anyhow::anyhow!("cannot read IDF {file}: {e}")))?;
-            let idf =
-                Idf::parse(&bytes).map_err(|e| Failure::usage(anyhow::anyhow!("{file}: {e}")))?;
+            let idf = read_idf_file(file)?;
             fields.insert(
                 "idf".into(),
                 serde_json::to_value(idf).map_err(Failure::failed)?,

@@ -62,12 +62,8 @@ pub fn run(global: &Global, args: Args) -> CmdResult {
             serde_json::json!({ "timeout_s": timeout_s }),
         );
     }
-    if let Some(result) = via_daemon(
-        &rt,
-        &settings,
-        serde_json::Value::Object(request),
-        args.wait,
-    ) {
+    let request = serde_json::Value::Object(request);
+    if let Some(result) = via_daemon(&rt, &settings, &request, args.wait) {
         return result;
     }
     if let Some(at) = at {
@@ -87,7 +83,7 @@ pub fn run(global: &Global, args: Args) -> CmdResult {
             can_cancel: args.user_can_cancel,
         }),
     };
-    run_here(&rt, settings, args.idf.as_deref(), |idf| {
+    run_here(&rt, settings, &request, args.idf.as_deref(), |idf| {
         Job::Update(idf, options)
     })
 }
