@@ -8,14 +8,18 @@
 
 use std::time::{Duration, SystemTime};
 
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::config::{RepositorySettings, Settings};
 use crate::report::human_bytes;
 use crate::repository::{FailureKind, Repository, RepositoryError, Timeouts};
 use crate::store::State;
+use crate::x509::Validity;
 
 const MAX_SKEW: Duration = Duration::from_secs(60);
+/// A server certificate with this many days left or fewer is a warning.
+const CERTIFICATE_WARN_DAYS: i64 = 30;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum Level {
@@ -154,6 +158,9 @@ async fn check_repository(
                         return out;
                     }
                 }
+                if settings.url.scheme() == "https" {
+                    out.push(check_certificate(&subject, &host, addr, timeouts.connect).await);
+                }
             }
             None => {
                 out.push(
@@ -212,6 +219,87 @@ async fn check_repository(
         out.extend(check_files(&subject, &repo, state).await);
     }
     out
+}
+
+/// Reads the server's certificate over a handshake of its own: the listing's client refuses an
+/// untrusted or expired certificate before its dates could be read.
+async fn check_certificate(
+    subject: &str,
+    host: &str,
+    addr: std::net::SocketAddr,
+    timeout: Duration,
+) -> Finding {
+    let read = crate::x509::peer_certificate(host, addr, timeout)
+        .await
+        .and_then(|der| crate::x509::validity(&der));
+    match read {
+        Ok(validity) => certificate_finding(subject, &validity, Utc::now()),
+        // The listing reports the TLS failure itself, with a hint.
+        Err(e) => Finding::new(
+            Level::Warn,
+            subject,
+            "certificate",
+            format!("cannot read the server's certificate: {e}"),
+        ),
+    }
+}
+
+/// How the server's certificate stands at `now`: expired or not yet valid fails, 30 days or
+/// fewer left warns.
+fn certificate_finding(subject: &str, validity: &Validity, now: DateTime<Utc>) -> Finding {
+    let until = validity.not_after.date_naive();
+    if now > validity.not_after {
+        let ago = days((now - validity.not_after).num_days());
+        return Finding::new(
+            Level::Fail,
+            subject,
+            "certificate",
+            format!("the server's certificate expired on {until} ({ago} ago)"),
+        )
+        .hint("renew the server's certificate");
+    }
+    if now < validity.not_before {
+        let from = validity.not_before.date_naive();
+        let ahead = days((validity.not_before - now).num_days());
+        return Finding::new(
+            Level::Fail,
+            subject,
+            "certificate",
+            format!("the server's certificate is valid only from {from} (in {ahead})"),
+        )
+        .hint("check this device's clock (NTP); if it is right, the certificate was issued for a future date");
+    }
+    let left = (validity.not_after - now).num_days();
+    if left <= CERTIFICATE_WARN_DAYS {
+        Finding::new(
+            Level::Warn,
+            subject,
+            "certificate",
+            format!(
+                "the server's certificate expires on {until}, in {}",
+                days(left)
+            ),
+        )
+        .hint("renew the server's certificate before it expires")
+    } else {
+        Finding::new(
+            Level::Ok,
+            subject,
+            "certificate",
+            format!(
+                "the server's certificate is valid until {until} ({})",
+                days(left)
+            ),
+        )
+    }
+}
+
+fn days(n: i64) -> String {
+    if n == 1 {
+        "1 day".to_string()
+    } else {
+        format!("{n} days")
+    }
 }
 
 fn listing_failure(subject: &str, e: &RepositoryError) -> Finding {
@@ -392,6 +480,70 @@ mod tests {
         assert_eq!(behind.level, Level::Fail);
         assert!(behind.message.contains("behind"), "{}", behind.message);
         assert_eq!(check_clock("r", None).level, Level::Warn);
+    }
+
+    fn at(y: i32, m: u32, d: u32) -> DateTime<Utc> {
+        use chrono::TimeZone;
+        Utc.with_ymd_and_hms(y, m, d, 12, 0, 0).unwrap()
+    }
+
+    fn certificate_at(now: DateTime<Utc>) -> Finding {
+        let validity = Validity {
+            not_before: at(2024, 1, 1),
+            not_after: at(2025, 3, 31),
+        };
+        certificate_finding("r", &validity, now)
+    }
+
+    #[test]
+    fn a_certificate_with_more_than_30_days_left_is_ok() {
+        let f = certificate_at(at(2025, 2, 28));
+        assert_eq!(f.level, Level::Ok);
+        assert_eq!(
+            f.message,
+            "the server's certificate is valid until 2025-03-31 (31 days)"
+        );
+    }
+
+    #[test]
+    fn a_certificate_with_30_days_or_fewer_left_warns() {
+        let f = certificate_at(at(2025, 3, 1));
+        assert_eq!(f.level, Level::Warn);
+        assert_eq!(
+            f.message,
+            "the server's certificate expires on 2025-03-31, in 30 days"
+        );
+        assert!(f.hint.unwrap().contains("renew"));
+        let last_day = certificate_at(at(2025, 3, 30));
+        assert_eq!(last_day.level, Level::Warn);
+        assert!(
+            last_day.message.ends_with("in 1 day"),
+            "{}",
+            last_day.message
+        );
+    }
+
+    #[test]
+    fn an_expired_certificate_fails_saying_when() {
+        let f = certificate_at(at(2025, 4, 3));
+        assert_eq!(f.level, Level::Fail);
+        assert_eq!(
+            f.message,
+            "the server's certificate expired on 2025-03-31 (3 days ago)"
+        );
+        assert_eq!(f.hint.as_deref(), Some("renew the server's certificate"));
+    }
+
+    #[test]
+    fn a_certificate_not_yet_valid_fails_pointing_at_the_clock() {
+        let f = certificate_at(at(2023, 12, 25));
+        assert_eq!(f.level, Level::Fail);
+        assert!(
+            f.message.contains("valid only from 2024-01-01"),
+            "{}",
+            f.message
+        );
+        assert!(f.hint.unwrap().contains("clock"));
     }
 
     #[test]

@@ -19,3 +19,5 @@ pub mod report;
 pub mod repository;
 pub mod store;
 pub mod transfer;
+pub mod ums;
+pub mod x509;

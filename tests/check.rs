@@ -8,7 +8,7 @@ mod transfer_common;
 use std::fs;
 
 use support::{
-    Apache, MockResponse, MockServer, TlsFiles, pseudo_random_bytes, write_password_file,
+    Apache, MockResponse, MockServer, TlsFiles, Validity, pseudo_random_bytes, write_password_file,
 };
 use transfer_common::{Device, RepoConf, repo_with};
 
@@ -84,6 +84,59 @@ fn an_expired_server_certificate_fails_tls_with_a_hint() {
         "{tls}"
     );
     assert!(tls["hint"].as_str().unwrap().contains("renew"), "{tls}");
+    let certificate = finding(&findings, "certificate");
+    assert_eq!(certificate["level"], "FAIL", "{findings:#?}");
+    assert!(
+        certificate["message"]
+            .as_str()
+            .unwrap()
+            .contains("expired on"),
+        "{certificate}"
+    );
+    assert!(
+        certificate["hint"].as_str().unwrap().contains("renew"),
+        "{certificate}"
+    );
+}
+
+#[test]
+fn a_trusted_https_repository_reports_how_long_its_certificate_is_valid() {
+    let (root, _) = repo_with(APP.0, APP.1, &[("chromium.ipkg", vec![1; 10])]);
+    let tls = TlsFiles::localhost();
+    let apache = Apache::builder(root.path()).tls_files(&tls).start();
+    let url = apache.url().replace("127.0.0.1", "localhost");
+    let device = Device::new(&[RepoConf::new("central", &url, 100).ca_certificate(tls.ca_path())]);
+    let (code, findings) = check(&device);
+    assert_eq!(code, Some(0), "{findings:#?}");
+    assert_eq!(finding(&findings, "tls")["level"], "OK", "{findings:#?}");
+    let certificate = finding(&findings, "certificate");
+    assert_eq!(certificate["level"], "OK", "{findings:#?}");
+    assert!(
+        certificate["message"]
+            .as_str()
+            .unwrap()
+            .contains("valid until"),
+        "{certificate}"
+    );
+}
+
+#[test]
+fn a_certificate_expiring_within_30_days_warns_without_failing() {
+    let (root, _) = repo_with(APP.0, APP.1, &[("chromium.ipkg", vec![1; 10])]);
+    let tls = TlsFiles::localhost_with(Validity::expiring_in(10));
+    let apache = Apache::builder(root.path()).tls_files(&tls).start();
+    let url = apache.url().replace("127.0.0.1", "localhost");
+    let device = Device::new(&[RepoConf::new("central", &url, 100).ca_certificate(tls.ca_path())]);
+    let (code, findings) = check(&device);
+    assert_eq!(code, Some(0), "{findings:#?}");
+    let certificate = finding(&findings, "certificate");
+    assert_eq!(certificate["level"], "WARN", "{findings:#?}");
+    let message = certificate["message"].as_str().unwrap();
+    assert!(message.contains("expires on"), "{certificate}");
+    assert!(
+        message.ends_with("in 9 days") || message.ends_with("in 10 days"),
+        "{certificate}"
+    );
 }
 
 #[test]

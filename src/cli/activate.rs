@@ -28,5 +28,9 @@ pub fn run(global: &Global, args: Args) -> CmdResult {
     let settings = config.load().map_err(Failure::usage)?;
     let rt = super::runtime()?;
     let store = Arc::new(Store::open(&settings.paths)?);
+    if settings.ums().is_some() {
+        // A device with a UMS tells it what changed, also when the daemon did not run.
+        store.enable_events()?;
+    }
     rt.block_on(run_job(settings, store, Job::ActivateAtBoot, false))
 }

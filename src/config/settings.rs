@@ -8,7 +8,7 @@ use serde::Serialize;
 use url::Url;
 
 use super::bandwidth;
-use super::inputs::{Inputs, Origin, Sourced};
+use super::inputs::{Inputs, Origin, Sourced, UmsInputs};
 use super::{ConfigError, Secret};
 use crate::idf::{Idf, WantedApp};
 
@@ -30,6 +30,13 @@ pub struct Settings {
     pub apps: Vec<WantedApp>,
     #[serde(skip)]
     pub warnings: Vec<String>,
+}
+
+impl Settings {
+    /// The UMS channel to use, when `[ums]` names at least one URL.
+    pub fn ums(&self) -> Option<&UmsSettings> {
+        self.ums.as_ref().filter(|u| !u.urls.is_empty())
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -114,7 +121,7 @@ impl RepositorySettings {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct UmsSettings {
     pub urls: Vec<String>,
     pub ca_certificate: Option<PathBuf>,
@@ -232,18 +239,10 @@ pub fn validate(
         repositories.push(repo);
     }
     sort_in_try_order(&mut repositories);
-    let ums = inputs.ums.as_ref().map(|u| UmsSettings {
-        urls: u.urls.iter().map(|s| s.value.clone()).collect(),
-        ca_certificate: u.ca_certificate.as_ref().map(|s| s.value.clone()),
-        client_certificate: u.client_certificate.as_ref().map(|s| s.value.clone()),
-        client_key: u.client_key.as_ref().map(|s| s.value.clone()),
-        device_id: u
-            .device_id
-            .as_ref()
-            .map(|s| s.value.clone())
-            .filter(|s| !s.is_empty()),
-        allow_insecure: flag(&u.allow_insecure, false),
-    });
+    let ums = match &inputs.ums {
+        Some(u) => Some(validate_ums(u)?),
+        None => None,
+    };
     let apps = validate_apps(&inputs)?;
     Ok(Settings {
         files: inputs.files,
@@ -253,6 +252,81 @@ pub fn validate(
         ums,
         apps,
         warnings,
+    })
+}
+
+/// `[ums]`: every URL `wss://` (or `ws://` with `allow_insecure`), certificate and key
+/// together. Whether the files can be read is the channel's business (it reads them at every
+/// connection round, so that a renewed certificate needs no restart) and `check`'s.
+fn validate_ums(u: &UmsInputs) -> Result<UmsSettings, ConfigError> {
+    let allow_insecure = flag(&u.allow_insecure, false);
+    let mut urls = Vec::new();
+    for url in &u.urls {
+        let parsed = url::Url::parse(&url.value)
+            .map_err(|e| invalid(&url.origin, "ums.urls", format!("{:?}: {e}", url.value)))?;
+        match parsed.scheme() {
+            "wss" => {}
+            "ws" if allow_insecure => {}
+            "ws" => {
+                return Err(invalid(
+                    &url.origin,
+                    "ums.urls",
+                    format!(
+                        "{:?}: ws:// is not encrypted; use wss:// (allow_insecure = true is for tests only)",
+                        url.value
+                    ),
+                ));
+            }
+            other => {
+                return Err(invalid(
+                    &url.origin,
+                    "ums.urls",
+                    format!(
+                        "{:?}: scheme {other:?}; the UMS channel is wss://",
+                        url.value
+                    ),
+                ));
+            }
+        }
+        if !parsed.username().is_empty() || parsed.password().is_some() {
+            return Err(invalid(
+                &url.origin,
+                "ums.urls",
+                "credentials do not belong in the URL; the device authenticates with client_certificate",
+            ));
+        }
+        urls.push(parsed.to_string());
+    }
+    if u.client_certificate.is_some() != u.client_key.is_some() {
+        let missing = if u.client_key.is_none() {
+            "ums.client_key"
+        } else {
+            "ums.client_certificate"
+        };
+        return Err(invalid(
+            &u.origin,
+            missing,
+            "client_certificate and client_key go together",
+        ));
+    }
+    if !urls.is_empty() && u.ca_certificate.is_none() && !allow_insecure {
+        return Err(invalid(
+            &u.origin,
+            "ums.ca_certificate",
+            "required: the UMS server's certificate must chain to it",
+        ));
+    }
+    Ok(UmsSettings {
+        urls,
+        ca_certificate: u.ca_certificate.as_ref().map(|s| s.value.clone()),
+        client_certificate: u.client_certificate.as_ref().map(|s| s.value.clone()),
+        client_key: u.client_key.as_ref().map(|s| s.value.clone()),
+        device_id: u
+            .device_id
+            .as_ref()
+            .map(|s| s.value.clone())
+            .filter(|s| !s.is_empty()),
+        allow_insecure,
     })
 }
 

@@ -21,6 +21,7 @@ use tracing::Instrument;
 
 use crate::agent::{Agent, AgentError, InformUser, Outcome, UpdateOptions};
 use crate::bandwidth::Bandwidth;
+use crate::config::settings::UmsSettings;
 use crate::config::{ConfigError, ConfigSource, Settings};
 use crate::control::server::ControlError;
 use crate::control::{self, Command, Rejection, Reply, Request, SettingsArgs};
@@ -50,6 +51,8 @@ struct Daemon {
     agent: RwLock<Arc<Agent>>,
     wake: Notify,
     running: Mutex<Option<String>>,
+    /// The UMS channel's task and the settings it runs with.
+    ums: Mutex<Option<(UmsSettings, tokio::task::JoinHandle<()>)>>,
 }
 
 /// Runs the daemon until SIGTERM or SIGINT.
@@ -73,6 +76,7 @@ pub async fn run(source: ConfigSource, store: Arc<Store>) -> Result<(), DaemonEr
         agent: RwLock::new(Arc::new(agent)),
         wake: Notify::new(),
         running: Mutex::new(None),
+        ums: Mutex::new(None),
     });
     daemon.queue_boot_work()?;
     let handler: control::server::Handler = {
@@ -82,6 +86,7 @@ pub async fn run(source: ConfigSource, store: Arc<Store>) -> Result<(), DaemonEr
     let server = tokio::spawn(control::server::serve(listener, handler));
     let worker = tokio::spawn(daemon.clone().work());
     let notifier = tokio::spawn(daemon.clone().notify_systemd());
+    daemon.start_ums();
     tracing::info!(
         "igel-update-agent {} running; control socket {}",
         env!("CARGO_PKG_VERSION"),
@@ -93,6 +98,9 @@ pub async fn run(source: ConfigSource, store: Arc<Store>) -> Result<(), DaemonEr
     worker.abort();
     server.abort();
     notifier.abort();
+    if let Some((_, ums)) = daemon.ums.lock().take() {
+        ums.abort();
+    }
     let _ = std::fs::remove_file(&daemon.settings.read().paths.control_socket);
     tracing::info!("stopped; partial downloads are kept and resume at the next start");
     result
@@ -110,7 +118,7 @@ impl Daemon {
         }
     }
 
-    fn reload(&self) {
+    fn reload(self: &Arc<Self>) {
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Reloading]);
         match self
             .source
@@ -132,7 +140,7 @@ impl Daemon {
 
     /// New settings for the next commands; a new bandwidth limit at once, also for running
     /// transfers.
-    fn reconfigure(&self, settings: Settings) -> Result<(), AgentError> {
+    fn reconfigure(self: &Arc<Self>, settings: Settings) -> Result<(), AgentError> {
         let agent = Agent::new(settings.clone(), self.store.clone(), self.bandwidth.clone())?;
         agent.apply_policy()?;
         self.bandwidth.set_limit(settings.update.effective_limit());
@@ -149,11 +157,49 @@ impl Daemon {
         *self.agent.write() = Arc::new(agent);
         *self.settings.write() = settings;
         self.wake.notify_one();
+        self.start_ums();
         Ok(())
     }
 
+    /// (Re)starts the UMS channel when `[ums]` changed; stops it when it is gone.
+    fn start_ums(self: &Arc<Self>) {
+        let settings = self.settings.read().clone();
+        let wanted = settings.ums().cloned();
+        let mut current = self.ums.lock();
+        if current.as_ref().map(|(s, _)| s) == wanted.as_ref() {
+            return;
+        }
+        if let Some((_, task)) = current.take() {
+            task.abort();
+            tracing::info!("UMS: [ums] changed; reconnecting");
+        }
+        let Some(ums) = wanted else {
+            return;
+        };
+        if let Err(e) = self.store.enable_events() {
+            tracing::error!("UMS: cannot read the event queue: {e}");
+        }
+        let handler: control::server::Handler = {
+            let daemon = self.clone();
+            Arc::new(move |request, _privileged| daemon.handle(request))
+        };
+        let status: crate::ums::StatusFn = {
+            let daemon = self.clone();
+            Arc::new(move || daemon.status())
+        };
+        let channel = crate::ums::Channel {
+            settings: ums.clone(),
+            connect_timeout: settings.update.connect_timeout,
+            store: self.store.clone(),
+            state_dir: settings.paths.state_dir.clone(),
+            handler,
+            status,
+        };
+        *current = Some((ums, tokio::spawn(channel.run())));
+    }
+
     /// Answers one request; queued commands are persisted before the reply.
-    fn handle(&self, request: Result<Request, Rejection>) -> Reply {
+    fn handle(self: &Arc<Self>, request: Result<Request, Rejection>) -> Reply {
         let request = match request {
             Ok(r) => r,
             Err(rejection) => {
@@ -223,7 +269,7 @@ impl Daemon {
     }
 
     /// `settings`: IGEL registry keys, validated with the files, persisted, applied.
-    fn change_settings(&self, id: &str, args: &SettingsArgs) -> Result<(), Rejection> {
+    fn change_settings(self: &Arc<Self>, id: &str, args: &SettingsArgs) -> Result<(), Rejection> {
         let mut overrides = self.store.snapshot().settings_overrides;
         for (key, value) in &args.values {
             // Each key and value is one registry line: nothing may smuggle in another line.

@@ -21,7 +21,10 @@ use crate::manifest::Manifest;
 use crate::transfer::{ResumeHint, part_path};
 
 mod apps;
+mod events;
 mod recover;
+
+pub use events::{EVENT_QUEUE_CAPACITY, EVENTS_FILE, Pending, StatusEvent};
 
 const STATE_FORMAT: u32 = 1;
 /// Progress is written to `state.json` at most this often (state changes: always).
@@ -235,6 +238,9 @@ pub struct Store {
     apps_dir: PathBuf,
     state: Mutex<State>,
     last_progress_save: Mutex<Instant>,
+    /// Status events for the UMS; `None` until [`Store::enable_events`].
+    events: Mutex<Option<events::EventQueue>>,
+    events_added: tokio::sync::Notify,
     _lock: File,
 }
 
@@ -272,6 +278,8 @@ impl Store {
             apps_dir,
             state: Mutex::new(State::default()),
             last_progress_save: Mutex::new(Instant::now()),
+            events: Mutex::new(None),
+            events_added: tokio::sync::Notify::new(),
             _lock: lock,
         };
         store.finish_interrupted_removals()?;
@@ -296,8 +304,10 @@ impl Store {
     /// Changes the state and writes it to disk before returning.
     pub fn update<T>(&self, change: impl FnOnce(&mut State) -> T) -> Result<T, StoreError> {
         let mut state = self.lock_state();
+        let before = events::Signature::of(&state);
         let out = change(&mut state);
         self.save(&state)?;
+        self.record_events(&before, &state);
         Ok(out)
     }
 

@@ -1,0 +1,403 @@
+//! The UMS channel (DESIGN 10, `docs/protocol.md`): a device-initiated WebSocket over mutual
+//! TLS to the first reachable URL of `[ums] urls`. The device says hello, takes commands
+//! (through the same handler as the control socket: persisted before the reply, idempotent by
+//! id), sends status events as they happen and the ones queued while it was disconnected, and
+//! pings every 30 s. A server that refuses, answers 503 (update mode) or closes at once is
+//! skipped; when every URL failed the next round starts after an exponential backoff with full
+//! jitter (1 s to 5 min).
+//!
+//! What the channel last saw is kept in `<state>/ums.json` for `check`.
+
+pub mod connect;
+pub mod tls;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use futures_util::{SinkExt, StreamExt};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+use crate::config::settings::UmsSettings;
+use crate::control;
+use crate::control::server::Handler;
+use crate::store::Store;
+use connect::{ConnectError, Ws};
+
+pub const BACKOFF_FIRST: Duration = Duration::from_secs(1);
+pub const BACKOFF_CAP: Duration = Duration::from_secs(5 * 60);
+/// A server that closes sooner after the upgrade is treated as down.
+pub const CLOSES_AT_ONCE: Duration = Duration::from_secs(5);
+pub const HELLO_ACK_TIMEOUT: Duration = Duration::from_secs(10);
+pub const HEARTBEAT: Duration = Duration::from_secs(30);
+/// Clocks further apart than this are warned about (IGEL requires them to agree).
+pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(60);
+pub const REPORT_FILE: &str = "ums.json";
+
+/// The status document for `hello` (the same as `status --json` and the `status` command).
+pub type StatusFn = Arc<dyn Fn() -> Value + Send + Sync>;
+
+pub struct Channel {
+    pub settings: UmsSettings,
+    pub connect_timeout: Duration,
+    pub store: Arc<Store>,
+    pub state_dir: PathBuf,
+    pub handler: Handler,
+    pub status: StatusFn,
+}
+
+/// How one attempt on one URL ended.
+enum SessionEnd {
+    /// Not connected, or closed at once: the server counts as down; next URL.
+    Failed(String),
+    /// A session that lasted; the next round starts at once at the first URL.
+    Ended(String),
+}
+
+/// What the channel last saw, for `check` (`<state>/ums.json`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    /// The URL of the open session, if any.
+    pub connected: Option<String>,
+    pub since: Option<String>,
+    /// The server's clock minus the device's, at the last `hello_ack`, in seconds.
+    pub clock_skew_s: Option<i64>,
+    pub last_failure: Option<String>,
+    pub last_failure_at: Option<String>,
+}
+
+impl Report {
+    pub fn read(state_dir: &std::path::Path) -> Option<Report> {
+        let bytes = std::fs::read(state_dir.join(REPORT_FILE)).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+}
+
+/// The pause before round `n` (1 = after the first failed round): random in `[0, cap]` with
+/// `cap = 1 s * 2^(n-1)`, at most 5 min ("full jitter": a fleet that lost its UMS together
+/// does not come back together).
+pub fn backoff(n: u32) -> Duration {
+    let cap = BACKOFF_FIRST
+        .saturating_mul(1u32 << n.saturating_sub(1).min(16))
+        .min(BACKOFF_CAP);
+    rand::rng().random_range(Duration::ZERO..=cap)
+}
+
+/// `[ums] device_id`, else `/etc/machine-id`.
+pub fn device_id(settings: &UmsSettings) -> Result<String, String> {
+    if let Some(id) = &settings.device_id {
+        return Ok(id.clone());
+    }
+    let path = "/etc/machine-id";
+    match std::fs::read_to_string(path) {
+        Ok(id) if !id.trim().is_empty() => Ok(id.trim().to_string()),
+        Ok(_) => Err(format!("{path} is empty; set [ums] device_id")),
+        Err(e) => Err(format!("cannot read {path} ({e}); set [ums] device_id")),
+    }
+}
+
+impl Channel {
+    /// Runs until the task is dropped.
+    pub async fn run(self) {
+        if self.settings.allow_insecure {
+            tracing::warn!(
+                "[ums] allow_insecure = true: the UMS server's identity is NOT checked and ws:// is allowed; for tests only"
+            );
+        }
+        if self.settings.client_certificate.is_none() {
+            tracing::warn!(
+                "[ums] has no client_certificate: a UMS that requires mutual TLS will refuse this device"
+            );
+        }
+        let device_id = match device_id(&self.settings) {
+            Ok(id) => id,
+            Err(e) => {
+                tracing::error!("UMS channel not started: {e}");
+                self.record_failure(&e);
+                return;
+            }
+        };
+        let mut failed_rounds = 0u32;
+        loop {
+            let mut lasted = false;
+            for url in &self.settings.urls {
+                match self.session(url, &device_id).await {
+                    SessionEnd::Failed(reason) => {
+                        tracing::warn!("UMS {url}: {reason}; trying the next server");
+                        self.record_failure(&format!("{url}: {reason}"));
+                    }
+                    SessionEnd::Ended(reason) => {
+                        tracing::warn!("UMS {url}: connection lost: {reason}; reconnecting");
+                        self.record_failure(&format!("{url}: {reason}"));
+                        lasted = true;
+                        break;
+                    }
+                }
+            }
+            if lasted {
+                failed_rounds = 0;
+                continue;
+            }
+            failed_rounds = failed_rounds.saturating_add(1);
+            let pause = backoff(failed_rounds);
+            tracing::warn!(
+                "UMS: none of {} server(s) reachable; next attempt in {:.1}s",
+                self.settings.urls.len(),
+                pause.as_secs_f64()
+            );
+            tokio::time::sleep(pause).await;
+        }
+    }
+
+    async fn session(&self, url: &str, device_id: &str) -> SessionEnd {
+        let tls = if url.starts_with("wss:") {
+            match tls::client_config(&self.settings) {
+                Ok(c) => Some(c),
+                Err(e) => return SessionEnd::Failed(e),
+            }
+        } else {
+            None
+        };
+        let connection = match connect::connect(url, tls, self.connect_timeout).await {
+            Ok(c) => c,
+            Err(e) => return SessionEnd::Failed(e.to_string()),
+        };
+        let mut ws = connection.ws;
+        let upgraded = Instant::now();
+        let end = self.converse(&mut ws, url, device_id).await;
+        let reason = match end {
+            Ok(reason) => reason,
+            Err(e) => e.to_string(),
+        };
+        // Best effort: the server may be gone already.
+        let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
+        if upgraded.elapsed() < CLOSES_AT_ONCE {
+            SessionEnd::Failed(format!(
+                "{reason} within {:.1}s of connecting",
+                upgraded.elapsed().as_secs_f64()
+            ))
+        } else {
+            SessionEnd::Ended(reason)
+        }
+    }
+
+    /// Hello, then commands, events and heartbeats until the connection ends; returns why.
+    async fn converse(
+        &self,
+        ws: &mut Ws,
+        url: &str,
+        device_id: &str,
+    ) -> Result<String, ConnectError> {
+        let hello = json!({"hello": {
+            "device_id": device_id,
+            "agent_version": env!("CARGO_PKG_VERSION"),
+            "status": (self.status)(),
+        }});
+        send(ws, &hello).await?;
+        let server_time = match tokio::time::timeout(HELLO_ACK_TIMEOUT, self.hello_ack(ws)).await {
+            Ok(Ok(Some(time))) => time,
+            Ok(Ok(None)) => return Ok("the server closed the connection before hello_ack".into()),
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Ok(format!("no hello_ack within {HELLO_ACK_TIMEOUT:?}")),
+        };
+        let skew = server_time.signed_duration_since(Utc::now()).num_seconds();
+        if skew.unsigned_abs() > MAX_CLOCK_SKEW.as_secs() {
+            tracing::warn!(
+                "UMS {url}: the server's clock is {}s {} this device's (more than {}s: check NTP)",
+                skew.abs(),
+                if skew > 0 { "ahead of" } else { "behind" },
+                MAX_CLOCK_SKEW.as_secs()
+            );
+        }
+        tracing::info!("UMS: connected to {url} as {device_id}");
+        self.record(Report {
+            connected: Some(url.to_string()),
+            since: Some(now_text()),
+            clock_skew_s: Some(skew),
+            ..Report::default()
+        });
+        self.flush_events(ws).await?;
+        let mut heartbeat =
+            tokio::time::interval_at(tokio::time::Instant::now() + HEARTBEAT, HEARTBEAT);
+        let mut awaiting_pong = false;
+        loop {
+            tokio::select! {
+                frame = ws.next() => {
+                    let Some(frame) = frame else {
+                        return Ok("the server closed the connection".into());
+                    };
+                    match frame.map_err(|e| connect::classify_ws(&e))? {
+                        Message::Text(text) => {
+                            awaiting_pong = false;
+                            let reply = self.answer(text.as_bytes());
+                            ws.send(Message::text(reply)).await.map_err(|e| connect::classify_ws(&e))?;
+                        }
+                        Message::Binary(_) => {
+                            let _ = ws.send(Message::Close(Some(CloseFrame {
+                                code: CloseCode::Unsupported,
+                                reason: "text frames only".into(),
+                            }))).await;
+                            return Ok("the server sent a binary frame (protocol error)".into());
+                        }
+                        Message::Close(frame) => {
+                            return Ok(match frame {
+                                Some(f) if !f.reason.is_empty() => format!("the server closed the connection ({}: {})", f.code, f.reason),
+                                Some(f) => format!("the server closed the connection ({})", f.code),
+                                None => "the server closed the connection".into(),
+                            });
+                        }
+                        // Pings are answered by the WebSocket layer.
+                        Message::Pong(_) | Message::Ping(_) | Message::Frame(_) => awaiting_pong = false,
+                    }
+                }
+                () = self.store.events_added() => self.flush_events(ws).await?,
+                _ = heartbeat.tick() => {
+                    if awaiting_pong {
+                        return Ok(format!("no answer to a ping within {HEARTBEAT:?}"));
+                    }
+                    awaiting_pong = true;
+                    ws.send(Message::Ping(Default::default())).await.map_err(|e| connect::classify_ws(&e))?;
+                }
+            }
+        }
+    }
+
+    /// Waits for `hello_ack`; commands that come first are answered. `None`: closed.
+    async fn hello_ack(&self, ws: &mut Ws) -> Result<Option<DateTime<Utc>>, ConnectError> {
+        while let Some(frame) = ws.next().await {
+            match frame.map_err(|e| connect::classify_ws(&e))? {
+                Message::Text(text) => {
+                    let value: Option<Value> = serde_json::from_str(&text).ok();
+                    if let Some(ack) = value.as_ref().and_then(|v| v.get("hello_ack")) {
+                        let time = ack
+                            .get("time")
+                            .and_then(Value::as_str)
+                            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                            .map(|t| t.with_timezone(&Utc));
+                        return match time {
+                            Some(t) => Ok(Some(t)),
+                            None => Err(ConnectError::Protocol(format!(
+                                "hello_ack without an RFC 3339 `time`: {ack}"
+                            ))),
+                        };
+                    }
+                    let reply = self.answer(text.as_bytes());
+                    ws.send(Message::text(reply))
+                        .await
+                        .map_err(|e| connect::classify_ws(&e))?;
+                }
+                Message::Close(_) => return Ok(None),
+                Message::Binary(_) => {
+                    return Err(ConnectError::Protocol(
+                        "the server sent a binary frame".into(),
+                    ));
+                }
+                _ => {}
+            }
+        }
+        Ok(None)
+    }
+
+    /// One command frame -> its reply frame, through the daemon's handler.
+    fn answer(&self, frame: &[u8]) -> String {
+        let request = control::parse(frame, Utc::now());
+        if let Err(rejection) = &request {
+            tracing::warn!(
+                "UMS: rejected a frame of {} bytes: {}",
+                frame.len(),
+                rejection.error
+            );
+        }
+        let reply = (self.handler)(request, true);
+        serde_json::to_string(&reply).unwrap_or_else(|_| "{}".into())
+    }
+
+    /// Sends what is queued, oldest first; each event leaves the queue once its frame was
+    /// written.
+    async fn flush_events(&self, ws: &mut Ws) -> Result<(), ConnectError> {
+        let pending = self.store.pending_events();
+        if pending.dropped == 0 && pending.events.is_empty() {
+            return Ok(());
+        }
+        let mut dropped_sent = 0;
+        let mut last_sent = None;
+        let mut result = Ok(());
+        if pending.dropped > 0 {
+            result = send(ws, &json!({"event": "dropped", "count": pending.dropped})).await;
+            if result.is_ok() {
+                tracing::warn!(
+                    "UMS: {} status events were dropped while disconnected (queue full)",
+                    pending.dropped
+                );
+                dropped_sent = pending.dropped;
+            }
+        }
+        if result.is_ok() {
+            for event in &pending.events {
+                result = send(ws, &event.to_frame()).await;
+                if result.is_err() {
+                    break;
+                }
+                last_sent = Some(event.seq);
+            }
+        }
+        if (dropped_sent > 0 || last_sent.is_some())
+            && let Err(e) = self.store.events_sent(dropped_sent, last_sent)
+        {
+            tracing::warn!("UMS: cannot record sent events: {e}");
+        }
+        result
+    }
+
+    fn record(&self, report: Report) {
+        let path = self.state_dir.join(REPORT_FILE);
+        if let Ok(bytes) = serde_json::to_vec(&report)
+            && let Err(e) = crate::store::write_atomic(&path, &bytes)
+        {
+            tracing::debug!("cannot write {}: {e}", path.display());
+        }
+    }
+
+    fn record_failure(&self, reason: &str) {
+        let previous = Report::read(&self.state_dir).unwrap_or_default();
+        self.record(Report {
+            connected: None,
+            since: None,
+            clock_skew_s: previous.clock_skew_s,
+            last_failure: Some(reason.to_string()),
+            last_failure_at: Some(now_text()),
+        });
+    }
+}
+
+async fn send(ws: &mut Ws, value: &Value) -> Result<(), ConnectError> {
+    ws.send(Message::text(value.to_string()))
+        .await
+        .map_err(|e| connect::classify_ws(&e))
+}
+
+fn now_text() -> String {
+    Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_is_full_jitter_doubling_to_five_minutes() {
+        for _ in 0..200 {
+            assert!(backoff(1) <= Duration::from_secs(1));
+            assert!(backoff(3) <= Duration::from_secs(4));
+            assert!(backoff(40) <= BACKOFF_CAP);
+        }
+        // Full jitter: short pauses happen even late.
+        assert!((0..200).any(|_| backoff(40) < Duration::from_secs(60)));
+    }
+}

@@ -1,0 +1,52 @@
+//! The UMS channel (DESIGN 10, docs/protocol.md) end to end: the daemon as a real process,
+//! the UMS stand-in (tests/support/ums.rs) with certificates generated here, and a real
+//! Apache repository for the commands that transfer.
+
+mod daemon_common;
+mod lifecycle_common;
+mod support;
+mod transfer_common;
+
+use std::time::Duration;
+
+use daemon_common::{Device, idf};
+use lifecycle_common::{APP, Repo};
+use serde_json::json;
+use support::{UmsPki, UmsStandIn};
+use transfer_common::path_str;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// `[ums]` lines for `urls`, trusting `pki.ca` and presenting `pki.device`.
+fn ums_section(pki: &UmsPki, urls: &[String]) -> String {
+    format!(
+        "\n[ums]\nurls = {urls:?}\nca_certificate = {:?}\nclient_certificate = {:?}\nclient_key = {:?}\ndevice_id = \"device-1\"\n",
+        path_str(pki.ca.cert_path()),
+        path_str(&pki.device.cert_path),
+        path_str(&pki.device.key_path),
+    )
+}
+
+#[test]
+fn the_device_says_hello_takes_a_command_and_reports_events() {
+    let repo = Repo::start();
+    repo.add(APP, "1.0", false);
+    let pki = UmsPki::new();
+    let ums = UmsStandIn::start(&pki);
+    let device = Device::new(&repo, &ums_section(&pki, &[ums.url()]));
+    let _daemon = device.start();
+
+    let hellos = ums.wait_hellos(1, WAIT);
+    let hello = &hellos[0].json;
+    assert_eq!(hello["hello"]["device_id"], "device-1", "{hello}");
+    assert!(hello["hello"]["status"]["apps"].is_array(), "{hello}");
+
+    ums.send(&json!({"id": "u1", "command": "update", "idf": idf(&[(APP, "1.0")])}));
+    let reply = ums.wait_reply("u1", WAIT);
+    assert_eq!(reply.json["result"], "accepted", "{}", reply.json);
+    support::wait_until("an installed event", WAIT, || {
+        ums.events()
+            .iter()
+            .any(|e| e.json["app"] == APP && e.json["state"] == "installed")
+    });
+}
