@@ -96,6 +96,7 @@ pub struct RawUms {
     pub client_key: Option<S<PathBuf>>,
     pub device_id: Option<S<String>>,
     pub allow_insecure: Option<S<bool>>,
+    pub heartbeat: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

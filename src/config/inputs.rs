@@ -73,6 +73,7 @@ pub struct UmsInputs {
     pub client_key: Option<Sourced<PathBuf>>,
     pub device_id: Option<Sourced<String>>,
     pub allow_insecure: Option<Sourced<bool>>,
+    pub heartbeat: Option<Sourced<String>>,
 }
 
 #[derive(Debug)]
@@ -160,6 +161,7 @@ pub fn merge(fragments: &[Fragment]) -> Inputs {
                 client_key: r.opt(&raw.client_key),
                 device_id: r.opt(&raw.device_id),
                 allow_insecure: r.opt(&raw.allow_insecure),
+                heartbeat: r.opt(&raw.heartbeat),
             });
         }
         for app in &fragment.raw.app {

@@ -129,6 +129,9 @@ pub struct UmsSettings {
     pub client_key: Option<PathBuf>,
     pub device_id: Option<String>,
     pub allow_insecure: bool,
+    /// WebSocket ping interval; a ping unanswered for as long ends the connection.
+    #[serde(with = "human_duration")]
+    pub heartbeat: Duration,
 }
 
 mod human_duration {
@@ -316,8 +319,19 @@ fn validate_ums(u: &UmsInputs) -> Result<UmsSettings, ConfigError> {
             "required: the UMS server's certificate must chain to it",
         ));
     }
+    let heartbeat = duration(&u.heartbeat, "ums.heartbeat", Duration::from_secs(30))?;
+    if let Some(h) = &u.heartbeat
+        && !(Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&heartbeat)
+    {
+        return Err(invalid(
+            &h.origin,
+            "ums.heartbeat",
+            format!("{:?} is outside 1s..=1h", h.value),
+        ));
+    }
     Ok(UmsSettings {
         urls,
+        heartbeat,
         ca_certificate: u.ca_certificate.as_ref().map(|s| s.value.clone()),
         client_certificate: u.client_certificate.as_ref().map(|s| s.value.clone()),
         client_key: u.client_key.as_ref().map(|s| s.value.clone()),

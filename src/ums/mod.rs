@@ -2,7 +2,7 @@
 //! TLS to the first reachable URL of `[ums] urls`. The device says hello, takes commands
 //! (through the same handler as the control socket: persisted before the reply, idempotent by
 //! id), sends status events as they happen and the ones queued while it was disconnected, and
-//! pings every 30 s. A server that refuses, answers 503 (update mode) or closes at once is
+//! pings every `[ums] heartbeat` (30 s). A server that refuses, answers 503 (update mode) or closes at once is
 //! skipped; when every URL failed the next round starts after an exponential backoff with full
 //! jitter (1 s to 5 min).
 //!
@@ -35,7 +35,6 @@ pub const BACKOFF_CAP: Duration = Duration::from_secs(5 * 60);
 /// A server that closes sooner after the upgrade is treated as down.
 pub const CLOSES_AT_ONCE: Duration = Duration::from_secs(5);
 pub const HELLO_ACK_TIMEOUT: Duration = Duration::from_secs(10);
-pub const HEARTBEAT: Duration = Duration::from_secs(30);
 /// Clocks further apart than this are warned about (IGEL requires them to agree).
 pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(60);
 pub const REPORT_FILE: &str = "ums.json";
@@ -223,8 +222,8 @@ impl Channel {
             ..Report::default()
         });
         self.flush_events(ws).await?;
-        let mut heartbeat =
-            tokio::time::interval_at(tokio::time::Instant::now() + HEARTBEAT, HEARTBEAT);
+        let every = self.settings.heartbeat;
+        let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         let mut awaiting_pong = false;
         loop {
             tokio::select! {
@@ -259,10 +258,12 @@ impl Channel {
                 () = self.store.events_added() => self.flush_events(ws).await?,
                 _ = heartbeat.tick() => {
                     if awaiting_pong {
-                        return Ok(format!("no answer to a ping within {HEARTBEAT:?}"));
+                        return Ok(format!("no answer to a ping within {every:?}"));
                     }
                     awaiting_pong = true;
                     ws.send(Message::Ping(Default::default())).await.map_err(|e| connect::classify_ws(&e))?;
+                    // A safety net: events whose notification was missed go out now.
+                    self.flush_events(ws).await?;
                 }
             }
         }
