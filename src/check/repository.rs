@@ -1,0 +1,251 @@
+//! Per repository: name resolution, TCP connection, the server's certificate (its dates, read
+//! over a handshake of its own), TLS trust and authentication (one WebDAV listing of the root),
+//! the server's clock from its `Date` header, and every file of the current IDF.
+
+use std::time::Duration;
+
+use chrono::Utc;
+
+use super::{Finding, Level, certificate_finding, check_clock};
+use crate::config::RepositorySettings;
+use crate::repository::{FailureKind, Repository, RepositoryError, Timeouts};
+use crate::store::State;
+
+pub(super) async fn check(
+    settings: &RepositorySettings,
+    timeouts: &Timeouts,
+    state: Option<&State>,
+) -> Vec<Finding> {
+    let subject = format!("repository {}", settings.name);
+    let mut out = Vec::new();
+    if settings.hidden() {
+        out.push(Finding::new(
+            Level::Ok,
+            &subject,
+            "priority",
+            "hidden (priority -1): never used for downloads",
+        ));
+    }
+    let host = settings.url.host_str().unwrap_or_default().to_string();
+    let port = settings.url.port_or_known_default().unwrap_or(443);
+    match tokio::net::lookup_host((host.as_str(), port)).await {
+        Ok(mut addrs) => match addrs.next() {
+            Some(addr) => {
+                out.push(Finding::new(
+                    Level::Ok,
+                    &subject,
+                    "dns",
+                    format!("{host} is {}", addr.ip()),
+                ));
+                match tokio::time::timeout(timeouts.connect, tokio::net::TcpStream::connect(addr))
+                    .await
+                {
+                    Ok(Ok(_)) => out.push(Finding::new(
+                        Level::Ok,
+                        &subject,
+                        "connect",
+                        format!("{addr} accepts connections"),
+                    )),
+                    Ok(Err(e)) => {
+                        out.push(
+                            Finding::new(Level::Fail, &subject, "connect", format!("{addr}: {e}"))
+                                .hint("is the server running, and does a firewall allow the port?"),
+                        );
+                        return out;
+                    }
+                    Err(_) => {
+                        out.push(
+                            Finding::new(
+                                Level::Fail,
+                                &subject,
+                                "connect",
+                                format!("{addr}: no answer within {:?}", timeouts.connect),
+                            )
+                            .hint("a firewall may drop the connection"),
+                        );
+                        return out;
+                    }
+                }
+                if settings.url.scheme() == "https" {
+                    out.push(check_certificate(&subject, &host, addr, timeouts.connect).await);
+                }
+            }
+            None => {
+                out.push(
+                    Finding::new(
+                        Level::Fail,
+                        &subject,
+                        "dns",
+                        format!("{host} has no address"),
+                    )
+                    .hint("check the URL and the DNS server"),
+                );
+                return out;
+            }
+        },
+        Err(e) => {
+            out.push(
+                Finding::new(Level::Fail, &subject, "dns", format!("{host}: {e}"))
+                    .hint("check the URL and the DNS server"),
+            );
+            return out;
+        }
+    }
+    let repo = match Repository::new(settings.clone(), timeouts) {
+        Ok(r) => r,
+        Err(e) => {
+            out.push(Finding::new(Level::Fail, &subject, "setup", e.to_string()));
+            return out;
+        }
+    };
+    match repo.list_dated("").await {
+        Ok((entries, date)) => {
+            if settings.url.scheme() == "https" {
+                out.push(Finding::new(
+                    Level::Ok,
+                    &subject,
+                    "tls",
+                    "the certificate chain is trusted",
+                ));
+            }
+            out.push(Finding::new(
+                Level::Ok,
+                &subject,
+                "listing",
+                format!("the top directory lists {} entries", entries.len()),
+            ));
+            out.push(check_clock(&subject, date));
+        }
+        Err(e) => {
+            out.push(listing_failure(&subject, &e));
+            return out;
+        }
+    }
+    if !settings.hidden()
+        && let Some(state) = state
+    {
+        out.extend(check_files(&subject, &repo, state).await);
+    }
+    out
+}
+
+/// Reads the server's certificate over a handshake of its own: the listing's client refuses an
+/// untrusted or expired certificate before its dates could be read.
+async fn check_certificate(
+    subject: &str,
+    host: &str,
+    addr: std::net::SocketAddr,
+    timeout: Duration,
+) -> Finding {
+    let read = crate::x509::peer_certificate(host, addr, timeout)
+        .await
+        .and_then(|der| crate::x509::validity(&der));
+    match read {
+        Ok(validity) => {
+            certificate_finding(subject, "the server's certificate", &validity, Utc::now())
+        }
+        // The listing reports the TLS failure itself, with a hint.
+        Err(e) => Finding::new(
+            Level::Warn,
+            subject,
+            "certificate",
+            format!("cannot read the server's certificate: {e}"),
+        ),
+    }
+}
+
+fn listing_failure(subject: &str, e: &RepositoryError) -> Finding {
+    match e {
+        RepositoryError::Connection {
+            kind: FailureKind::Tls,
+            ..
+        } => {
+            let lower = e.to_string().to_ascii_lowercase();
+            let hint = if lower.contains("expired") {
+                "the server's certificate has expired: renew it"
+            } else if lower.contains("unknownissuer") || lower.contains("unknown issuer") {
+                "set ca_certificate to the CA that signed the server's certificate"
+            } else {
+                "check the server's certificate and ca_certificate"
+            };
+            Finding::new(Level::Fail, subject, "tls", e.to_string()).hint(hint)
+        }
+        RepositoryError::Auth { .. } => {
+            Finding::new(Level::Fail, subject, "authentication", e.to_string())
+                .hint("check username, auth (digest/basic) and the password file")
+        }
+        _ => Finding::new(Level::Fail, subject, "listing", e.to_string())
+            .hint("is WebDAV enabled for the URL?"),
+    }
+}
+
+/// Every file of every app of the current IDF, by its resolved version.
+async fn check_files(subject: &str, repo: &Repository, state: &State) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for app in state.apps.iter().filter(|a| !a.version.is_empty()) {
+        let path = format!("{}/{}/app.json", app.name, app.version);
+        let manifest = match repo
+            .fetch_small(&path, crate::manifest::MAX_MANIFEST_BYTES)
+            .await
+        {
+            Ok(bytes) => match crate::manifest::Manifest::parse(&bytes) {
+                Ok(m) => m,
+                Err(e) => {
+                    out.push(Finding::new(
+                        Level::Fail,
+                        subject,
+                        "files",
+                        format!("{path}: {e}"),
+                    ));
+                    continue;
+                }
+            },
+            Err(e) => {
+                out.push(
+                    Finding::new(Level::Fail, subject, "files", format!("{path}: {e}"))
+                        .hint("the repository has not (yet) received this version"),
+                );
+                continue;
+            }
+        };
+        let mut missing = Vec::new();
+        for file in &manifest.files {
+            let rel = format!("{}/{}/{}", app.name, app.version, file.path);
+            match repo.size_of(&rel).await {
+                Ok(Some(size)) if size == file.size => {}
+                Ok(Some(size)) => missing.push(format!(
+                    "{} has {size} bytes, app.json says {}",
+                    file.path, file.size
+                )),
+                Ok(None) => {}
+                Err(e) => missing.push(format!("{}: {e}", file.path)),
+            }
+        }
+        if missing.is_empty() {
+            out.push(Finding::new(
+                Level::Ok,
+                subject,
+                "files",
+                format!(
+                    "{} {}: all {} files present",
+                    app.name,
+                    app.version,
+                    manifest.files.len()
+                ),
+            ));
+        } else {
+            out.push(
+                Finding::new(
+                    Level::Fail,
+                    subject,
+                    "files",
+                    format!("{} {}: {}", app.name, app.version, missing.join("; ")),
+                )
+                .hint(
+                    "the repository's copy is incomplete; the device will use the next repository",
+                ),
+            );
+        }
+    }
+    out
+}
