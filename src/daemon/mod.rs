@@ -52,7 +52,7 @@ struct Daemon {
     wake: Notify,
     running: Mutex<Option<String>>,
     /// The UMS channel's task and the settings it runs with.
-    ums: Mutex<Option<(UmsSettings, tokio::task::JoinHandle<()>)>>,
+    ums: Mutex<Option<UmsTask>>,
 }
 
 /// Runs the daemon until SIGTERM or SIGINT.
@@ -98,8 +98,9 @@ pub async fn run(source: ConfigSource, store: Arc<Store>) -> Result<(), DaemonEr
     worker.abort();
     server.abort();
     notifier.abort();
-    if let Some((_, ums)) = daemon.ums.lock().take() {
-        ums.abort();
+    let ums = daemon.ums.lock().take();
+    if let Some(ums) = ums {
+        ums.stop().await;
     }
     let _ = std::fs::remove_file(&daemon.settings.read().paths.control_socket);
     tracing::info!("stopped; partial downloads are kept and resume at the next start");
@@ -166,12 +167,12 @@ impl Daemon {
         let settings = self.settings.read().clone();
         let wanted = settings.ums().cloned();
         let mut current = self.ums.lock();
-        if current.as_ref().map(|(s, _)| s) == wanted.as_ref() {
+        if current.as_ref().map(|t| &t.settings) == wanted.as_ref() {
             return;
         }
-        if let Some((_, task)) = current.take() {
-            task.abort();
+        if let Some(old) = current.take() {
             tracing::info!("UMS: [ums] changed; reconnecting");
+            tokio::spawn(old.stop());
         }
         let Some(ums) = wanted else {
             return;
@@ -187,6 +188,7 @@ impl Daemon {
             let daemon = self.clone();
             Arc::new(move || daemon.status())
         };
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
         let channel = crate::ums::Channel {
             settings: ums.clone(),
             connect_timeout: settings.update.connect_timeout,
@@ -194,8 +196,13 @@ impl Daemon {
             state_dir: settings.paths.state_dir.clone(),
             handler,
             status,
+            stop: stop_rx,
         };
-        *current = Some((ums, tokio::spawn(channel.run())));
+        *current = Some(UmsTask {
+            settings: ums,
+            task: tokio::spawn(channel.run()),
+            stop,
+        });
     }
 
     /// Answers one request; queued commands are persisted before the reply.
@@ -516,6 +523,27 @@ impl Daemon {
                 let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
             }
             tokio::time::sleep(tick).await;
+        }
+    }
+}
+
+/// The running UMS channel: its settings, its task, and the flag that stops it.
+struct UmsTask {
+    settings: UmsSettings,
+    task: tokio::task::JoinHandle<()>,
+    stop: tokio::sync::watch::Sender<bool>,
+}
+
+impl UmsTask {
+    /// Asks the channel to close its session (1001, going away) and gives it a moment.
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        let mut task = self.task;
+        if tokio::time::timeout(Duration::from_secs(1), &mut task)
+            .await
+            .is_err()
+        {
+            task.abort();
         }
     }
 }

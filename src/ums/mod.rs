@@ -49,6 +49,9 @@ pub struct Channel {
     pub state_dir: PathBuf,
     pub handler: Handler,
     pub status: StatusFn,
+    /// Becomes `true` when the daemon stops or the channel is replaced: an open session is
+    /// closed with 1001 (going away), a pending round is not started.
+    pub stop: tokio::sync::watch::Receiver<bool>,
 }
 
 /// How one attempt on one URL ended.
@@ -102,8 +105,8 @@ pub fn device_id(settings: &UmsSettings) -> Result<String, String> {
 }
 
 impl Channel {
-    /// Runs until the task is dropped.
-    pub async fn run(self) {
+    /// Runs until `stop` (or the task is dropped).
+    pub async fn run(mut self) {
         if self.settings.allow_insecure {
             tracing::warn!(
                 "[ums] allow_insecure = true: the UMS server's identity is NOT checked and ws:// is allowed; for tests only"
@@ -125,11 +128,18 @@ impl Channel {
         let mut failed_rounds = 0u32;
         loop {
             let mut lasted = false;
-            for url in &self.settings.urls {
-                match self.session(url, &device_id).await {
+            for url in self.settings.urls.clone() {
+                if *self.stop.borrow() {
+                    return;
+                }
+                match self.session(&url, &device_id).await {
                     SessionEnd::Failed(reason) => {
                         tracing::warn!("UMS {url}: {reason}; trying the next server");
                         self.record_failure(&format!("{url}: {reason}"));
+                    }
+                    SessionEnd::Ended(_) if *self.stop.borrow() => {
+                        self.record(Report::default());
+                        return;
                     }
                     SessionEnd::Ended(reason) => {
                         tracing::warn!("UMS {url}: connection lost: {reason}; reconnecting");
@@ -150,11 +160,14 @@ impl Channel {
                 self.settings.urls.len(),
                 pause.as_secs_f64()
             );
-            tokio::time::sleep(pause).await;
+            tokio::select! {
+                () = tokio::time::sleep(pause) => {}
+                _ = self.stop.changed() => return,
+            }
         }
     }
 
-    async fn session(&self, url: &str, device_id: &str) -> SessionEnd {
+    async fn session(&mut self, url: &str, device_id: &str) -> SessionEnd {
         let tls = if url.starts_with("wss:") {
             match tls::client_config(&self.settings) {
                 Ok(c) => Some(c),
@@ -169,14 +182,18 @@ impl Channel {
         };
         let mut ws = connection.ws;
         let upgraded = Instant::now();
-        let end = self.converse(&mut ws, url, device_id).await;
+        let mut greeted = false;
+        let end = self.converse(&mut ws, url, device_id, &mut greeted).await;
         let reason = match end {
             Ok(reason) => reason,
             Err(e) => e.to_string(),
         };
         // Best effort: the server may be gone already.
         let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
-        if upgraded.elapsed() < CLOSES_AT_ONCE {
+        if !greeted {
+            // No hello_ack (however long it took): the server is of no use; next URL.
+            SessionEnd::Failed(reason)
+        } else if upgraded.elapsed() < CLOSES_AT_ONCE {
             SessionEnd::Failed(format!(
                 "{reason} within {:.1}s of connecting",
                 upgraded.elapsed().as_secs_f64()
@@ -188,10 +205,11 @@ impl Channel {
 
     /// Hello, then commands, events and heartbeats until the connection ends; returns why.
     async fn converse(
-        &self,
+        &mut self,
         ws: &mut Ws,
         url: &str,
         device_id: &str,
+        greeted: &mut bool,
     ) -> Result<String, ConnectError> {
         let hello = json!({"hello": {
             "device_id": device_id,
@@ -205,6 +223,7 @@ impl Channel {
             Ok(Err(e)) => return Err(e),
             Err(_) => return Ok(format!("no hello_ack within {HELLO_ACK_TIMEOUT:?}")),
         };
+        *greeted = true;
         let skew = server_time.signed_duration_since(Utc::now()).num_seconds();
         if skew.unsigned_abs() > MAX_CLOCK_SKEW.as_secs() {
             tracing::warn!(
@@ -256,6 +275,13 @@ impl Channel {
                     }
                 }
                 () = self.store.events_added() => self.flush_events(ws).await?,
+                _ = self.stop.changed() => {
+                    let _ = ws.send(Message::Close(Some(CloseFrame {
+                        code: CloseCode::Away,
+                        reason: "the agent is stopping".into(),
+                    }))).await;
+                    return Ok("the agent is stopping".into());
+                }
                 _ = heartbeat.tick() => {
                     if awaiting_pong {
                         return Ok(format!("no answer to a ping within {every:?}"));
