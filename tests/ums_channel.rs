@@ -50,3 +50,23 @@ fn the_device_says_hello_takes_a_command_and_reports_events() {
             .any(|e| e.json["app"] == APP && e.json["state"] == "installed")
     });
 }
+
+#[test]
+fn a_stopping_daemon_closes_its_session_with_going_away() {
+    let repo = Repo::start();
+    let pki = UmsPki::new();
+    let ums = UmsStandIn::start(&pki);
+    let device = Device::new(&repo, &ums_section(&pki, &[ums.url()]));
+    let mut daemon = device.start();
+    ums.wait_hellos(1, WAIT);
+    daemon.wait_for_log("UMS: connected to", WAIT);
+
+    daemon.signal(nix::sys::signal::Signal::SIGTERM);
+    let out = daemon.wait_exit(WAIT);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    support::wait_until("the close frame", WAIT, || {
+        ums.log()
+            .iter()
+            .any(|l| l.contains("close frame from the device") && l.contains("Away"))
+    });
+}
