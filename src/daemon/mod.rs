@@ -1,5 +1,6 @@
 //! `run`: the daemon (DESIGN 7, 11). It loads the state, rolls back an interrupted activation,
-//! binds the control socket, tells systemd it is ready, and then runs the accepted commands
+//! binds the control socket, opens the UMS channel (`ums`), tells systemd it is ready, and then
+//! runs the accepted commands
 //! one at a time in arrival order (an `update` with `at` when its time has come). SIGHUP
 //! reloads the configuration (a new bandwidth limit applies to running transfers), SIGTERM
 //! stops within seconds, partial downloads kept for resume.
@@ -7,6 +8,7 @@
 //! The daemon decides when; what a command does is the agent's.
 
 mod queue;
+mod ums;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,7 +23,6 @@ use tracing::Instrument;
 
 use crate::agent::{Agent, AgentError, InformUser, Outcome, UpdateOptions};
 use crate::bandwidth::Bandwidth;
-use crate::config::settings::UmsSettings;
 use crate::config::{ConfigError, ConfigSource, Settings};
 use crate::control::server::ControlError;
 use crate::control::{self, Command, Rejection, Reply, Request, SettingsArgs};
@@ -52,7 +53,7 @@ struct Daemon {
     wake: Notify,
     running: Mutex<Option<String>>,
     /// The UMS channel's task and the settings it runs with.
-    ums: Mutex<Option<UmsTask>>,
+    ums: Mutex<Option<ums::UmsTask>>,
 }
 
 /// Runs the daemon until SIGTERM or SIGINT.
@@ -160,49 +161,6 @@ impl Daemon {
         self.wake.notify_one();
         self.start_ums();
         Ok(())
-    }
-
-    /// (Re)starts the UMS channel when `[ums]` changed; stops it when it is gone.
-    fn start_ums(self: &Arc<Self>) {
-        let settings = self.settings.read().clone();
-        let wanted = settings.ums().cloned();
-        let mut current = self.ums.lock();
-        if current.as_ref().map(|t| &t.settings) == wanted.as_ref() {
-            return;
-        }
-        if let Some(old) = current.take() {
-            tracing::info!("UMS: [ums] changed; reconnecting");
-            tokio::spawn(old.stop());
-        }
-        let Some(ums) = wanted else {
-            return;
-        };
-        if let Err(e) = self.store.enable_events() {
-            tracing::error!("UMS: cannot read the event queue: {e}");
-        }
-        let handler: control::server::Handler = {
-            let daemon = self.clone();
-            Arc::new(move |request, _privileged| daemon.handle(request))
-        };
-        let status: crate::ums::StatusFn = {
-            let daemon = self.clone();
-            Arc::new(move || daemon.status())
-        };
-        let (stop, stop_rx) = tokio::sync::watch::channel(false);
-        let channel = crate::ums::Channel {
-            settings: ums.clone(),
-            connect_timeout: settings.update.connect_timeout,
-            store: self.store.clone(),
-            state_dir: settings.paths.state_dir.clone(),
-            handler,
-            status,
-            stop: stop_rx,
-        };
-        *current = Some(UmsTask {
-            settings: ums,
-            task: tokio::spawn(channel.run()),
-            stop,
-        });
     }
 
     /// Answers one request; queued commands are persisted before the reply.
@@ -523,27 +481,6 @@ impl Daemon {
                 let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
             }
             tokio::time::sleep(tick).await;
-        }
-    }
-}
-
-/// The running UMS channel: its settings, its task, and the flag that stops it.
-struct UmsTask {
-    settings: UmsSettings,
-    task: tokio::task::JoinHandle<()>,
-    stop: tokio::sync::watch::Sender<bool>,
-}
-
-impl UmsTask {
-    /// Asks the channel to close its session (1001, going away) and gives it a moment.
-    async fn stop(self) {
-        let _ = self.stop.send(true);
-        let mut task = self.task;
-        if tokio::time::timeout(Duration::from_secs(1), &mut task)
-            .await
-            .is_err()
-        {
-            task.abort();
         }
     }
 }

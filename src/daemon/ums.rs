@@ -1,0 +1,76 @@
+//! The daemon's side of the UMS channel: started with the daemon when `[ums] urls` is set,
+//! restarted when a reload changes `[ums]`, closed (1001) when the daemon stops. Commands
+//! from the UMS go through [`Daemon::handle`], the same path as the control socket.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::Daemon;
+use crate::config::settings::UmsSettings;
+use crate::control;
+
+/// The running UMS channel: its settings, its task, and the flag that stops it.
+pub(super) struct UmsTask {
+    settings: UmsSettings,
+    task: tokio::task::JoinHandle<()>,
+    stop: tokio::sync::watch::Sender<bool>,
+}
+
+impl UmsTask {
+    /// Asks the channel to close its session (1001, going away) and gives it a moment.
+    pub(super) async fn stop(self) {
+        let _ = self.stop.send(true);
+        let mut task = self.task;
+        if tokio::time::timeout(Duration::from_secs(1), &mut task)
+            .await
+            .is_err()
+        {
+            task.abort();
+        }
+    }
+}
+
+impl Daemon {
+    /// (Re)starts the UMS channel when `[ums]` changed; stops it when it is gone.
+    pub(super) fn start_ums(self: &Arc<Self>) {
+        let settings = self.settings.read().clone();
+        let wanted = settings.ums().cloned();
+        let mut current = self.ums.lock();
+        if current.as_ref().map(|t| &t.settings) == wanted.as_ref() {
+            return;
+        }
+        if let Some(old) = current.take() {
+            tracing::info!("UMS: [ums] changed; reconnecting");
+            tokio::spawn(old.stop());
+        }
+        let Some(ums) = wanted else {
+            return;
+        };
+        if let Err(e) = self.store.enable_events() {
+            tracing::error!("UMS: cannot read the event queue: {e}");
+        }
+        let handler: control::server::Handler = {
+            let daemon = self.clone();
+            Arc::new(move |request, _privileged| daemon.handle(request))
+        };
+        let status: crate::ums::StatusFn = {
+            let daemon = self.clone();
+            Arc::new(move || daemon.status())
+        };
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        let channel = crate::ums::Channel {
+            settings: ums.clone(),
+            connect_timeout: settings.update.connect_timeout,
+            store: self.store.clone(),
+            state_dir: settings.paths.state_dir.clone(),
+            handler,
+            status,
+            stop: stop_rx,
+        };
+        *current = Some(UmsTask {
+            settings: ums,
+            task: tokio::spawn(channel.run()),
+            stop,
+        });
+    }
+}
