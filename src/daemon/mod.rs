@@ -1,9 +1,9 @@
 //! `run`: the daemon (DESIGN 7, 11). It loads the state, rolls back an interrupted activation,
 //! binds the control socket, opens the UMS channel (`ums`), tells systemd it is ready, and then
-//! runs the accepted commands
-//! one at a time in arrival order (an `update` with `at` when its time has come). SIGHUP
-//! reloads the configuration (a new bandwidth limit applies to running transfers), SIGTERM
-//! stops within seconds, partial downloads kept for resume.
+//! runs the accepted commands one at a time in arrival order (an `update` with `at` when its
+//! time has come). SIGHUP reloads the configuration (a new bandwidth limit applies to running
+//! transfers; a changed `[ums]` reconnects), SIGTERM stops within seconds, partial downloads
+//! kept for resume.
 //!
 //! The daemon decides when; what a command does is the agent's.
 
