@@ -8,6 +8,7 @@
 //!
 //! It only reads: no state changes, no downloads.
 
+use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use chrono::{DateTime, Utc};
@@ -196,11 +197,12 @@ pub(super) fn check_clock(subject: &str, date: Option<SystemTime>) -> Finding {
 fn check_space(settings: &Settings, state: Option<&State>) -> Finding {
     let subject = "state directory";
     let dir = &settings.paths.state_dir;
-    let probe = if dir.exists() {
-        dir.as_path()
-    } else {
-        dir.parent().unwrap_or(dir.as_path())
-    };
+    // Not created yet: the filesystem it will be created on (the nearest existing ancestor).
+    let absolute = std::path::absolute(dir).unwrap_or_else(|_| dir.clone());
+    let probe = absolute
+        .ancestors()
+        .find(|p| p.exists())
+        .unwrap_or(Path::new("/"));
     let stat = match nix::sys::statvfs::statvfs(probe) {
         Ok(s) => s,
         Err(e) => {
