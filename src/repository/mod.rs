@@ -102,6 +102,9 @@ pub struct Repository {
     auth: Authenticator,
 }
 
+/// How long an idle connection to a repository is kept for the next request.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
+
 static CRYPTO: Once = Once::new();
 
 fn install_crypto_provider() {
@@ -125,6 +128,9 @@ impl Repository {
         let mut builder = reqwest::Client::builder()
             .connect_timeout(timeouts.connect)
             .read_timeout(timeouts.read)
+            // Below Apache's default KeepAliveTimeout (5 s): a pooled connection the server is
+            // closing at that moment fails the request and costs a retry with backoff.
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
             .user_agent(concat!("igel-update-agent/", env!("CARGO_PKG_VERSION")))
             .redirect(reqwest::redirect::Policy::custom(move |attempt| {
                 // Credentials must never follow a redirect to another server.

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 
 /// Variables that would make the agent read something other than what the test gave it.
-const SCRUBBED_ENV: &[&str] = &[
+pub const SCRUBBED_ENV: &[&str] = &[
     "IGEL_UPDATE_AGENT_CONFIG",
     "IGEL_UPDATE_AGENT_STATE_DIR",
     "CREDENTIALS_DIRECTORY",
