@@ -134,16 +134,16 @@ impl Channel {
                 }
                 match self.session(&url, &device_id).await {
                     SessionEnd::Failed(reason) => {
-                        tracing::warn!("UMS {url}: {reason}; trying the next server");
                         self.record_failure(&format!("{url}: {reason}"));
+                        tracing::warn!("UMS {url}: {reason}; trying the next server");
                     }
                     SessionEnd::Ended(_) if *self.stop.borrow() => {
                         self.record(Report::default());
                         return;
                     }
                     SessionEnd::Ended(reason) => {
-                        tracing::warn!("UMS {url}: connection lost: {reason}; reconnecting");
                         self.record_failure(&format!("{url}: {reason}"));
+                        tracing::warn!("UMS {url}: connection lost: {reason}; reconnecting");
                         lasted = true;
                         break;
                     }
@@ -225,6 +225,13 @@ impl Channel {
         };
         *greeted = true;
         let skew = server_time.signed_duration_since(Utc::now()).num_seconds();
+        // Recorded before it is logged: whoever reads the log line finds the file up to date.
+        self.record(Report {
+            connected: Some(url.to_string()),
+            since: Some(now_text()),
+            clock_skew_s: Some(skew),
+            ..Report::default()
+        });
         if skew.unsigned_abs() > MAX_CLOCK_SKEW.as_secs() {
             tracing::warn!(
                 "UMS {url}: the server's clock is {}s {} this device's (more than {}s: check NTP)",
@@ -234,12 +241,6 @@ impl Channel {
             );
         }
         tracing::info!("UMS: connected to {url} as {device_id}");
-        self.record(Report {
-            connected: Some(url.to_string()),
-            since: Some(now_text()),
-            clock_skew_s: Some(skew),
-            ..Report::default()
-        });
         self.flush_events(ws).await?;
         let every = self.settings.heartbeat;
         let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
