@@ -2,11 +2,8 @@
 //! versions marked for installation (and retries failed activations), removes apps marked for
 //! removal; leaves alone what waits for the Update command. Never touches the network.
 
-use std::sync::Arc;
-
 use super::job::{Job, run_job};
 use super::{CmdResult, Failure, Global};
-use crate::store::Store;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -27,10 +24,6 @@ pub fn run(global: &Global, args: Args) -> CmdResult {
     config.secrets = false;
     let settings = config.load().map_err(Failure::usage)?;
     let rt = super::runtime()?;
-    let store = Arc::new(Store::open(&settings.paths)?);
-    if settings.ums().is_some() {
-        // A device with a UMS tells it what changed, also when the daemon did not run.
-        store.enable_events()?;
-    }
+    let store = super::open_store(&settings)?;
     rt.block_on(run_job(settings, store, Job::ActivateAtBoot, false))
 }

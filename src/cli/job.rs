@@ -144,11 +144,7 @@ pub fn run_here(
         Some(idf) => serde_json::from_value(idf.clone()).map_err(Failure::failed)?,
         None => rt.block_on(load_idf(idf_source, &settings))?,
     };
-    let store = Arc::new(Store::open(&settings.paths)?);
-    if settings.ums().is_some() {
-        // A device with a UMS tells it what changed, also when the daemon did not run.
-        store.enable_events()?;
-    }
+    let store = super::open_store(&settings)?;
     let show_progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
     rt.block_on(run_job(settings, store, job(idf), show_progress))
 }

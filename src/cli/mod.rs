@@ -20,7 +20,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::config::{ConfigSource, Settings};
-use crate::store::StoreError;
+use crate::store::{Store, StoreError};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -167,6 +167,16 @@ pub fn main() -> ExitCode {
 
 /// A runtime for one command: the current thread drives the network, a small blocking pool
 /// does disk writes and hashing.
+/// The state directory for a job run in this process. A device with a UMS queues status events
+/// for it also when the daemon does not run (the daemon sends them when it connects).
+pub fn open_store(settings: &Settings) -> Result<std::sync::Arc<Store>, StoreError> {
+    let store = Store::open(&settings.paths)?;
+    if settings.ums().is_some() {
+        store.enable_events()?;
+    }
+    Ok(std::sync::Arc::new(store))
+}
+
 pub fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -11,10 +11,6 @@ use crate::store::Store;
 pub fn run(global: &Global) -> CmdResult {
     let settings = global.settings()?;
     let store = Arc::new(Store::open(&settings.paths)?);
-    if settings.ums().is_some() {
-        // A device with a UMS tells it what changed, also when the daemon did not run.
-        store.enable_events()?;
-    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .max_blocking_threads(8)

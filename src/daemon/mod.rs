@@ -63,6 +63,10 @@ pub async fn run(source: ConfigSource, store: Arc<Store>) -> Result<(), DaemonEr
         tracing::warn!("{warning}");
     }
     let bandwidth = Bandwidth::new(settings.update.effective_limit());
+    if settings.ums().is_some() {
+        // Before the recovery: what it changes is news for the UMS too.
+        store.enable_events()?;
+    }
     let agent = Agent::new(settings.clone(), store.clone(), bandwidth.clone())?;
     agent.recover()?;
     // Signal handlers before anything can be noticed from outside: a SIGTERM or SIGHUP right
