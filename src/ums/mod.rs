@@ -2,9 +2,10 @@
 //! TLS to the first reachable URL of `[ums] urls`. The device says hello, takes commands
 //! (through the same handler as the control socket: persisted before the reply, idempotent by
 //! id), sends status events as they happen and the ones queued while it was disconnected, and
-//! pings every `[ums] heartbeat` (30 s). A server that refuses, answers 503 (update mode) or closes at once is
-//! skipped; when every URL failed the next round starts after an exponential backoff with full
-//! jitter (1 s to 5 min).
+//! pings every `[ums] heartbeat` (30 s). A server that refuses, answers 503 (update mode),
+//! does not acknowledge the hello or closes at once is skipped; when every URL failed the next
+//! round starts after an exponential backoff with full jitter (1 s to 5 min), after a lost
+//! session within a second.
 //!
 //! What the channel last saw is kept in `<state>/ums.json` for `check`.
 
@@ -58,7 +59,7 @@ pub struct Channel {
 enum SessionEnd {
     /// Not connected, or closed at once: the server counts as down; next URL.
     Failed(String),
-    /// A session that lasted; the next round starts at once at the first URL.
+    /// A session that lasted; the next round starts at the first URL within a second.
     Ended(String),
 }
 
@@ -149,17 +150,21 @@ impl Channel {
                     }
                 }
             }
-            if lasted {
+            let pause = if lasted {
+                // A fleet that lost its server together must not come back in the same
+                // instant: the first step of the backoff (at most 1 s), then the first URL again.
                 failed_rounds = 0;
-                continue;
-            }
-            failed_rounds = failed_rounds.saturating_add(1);
-            let pause = backoff(failed_rounds);
-            tracing::warn!(
-                "UMS: none of {} server(s) reachable; next attempt in {:.1}s",
-                self.settings.urls.len(),
-                pause.as_secs_f64()
-            );
+                backoff(1)
+            } else {
+                failed_rounds = failed_rounds.saturating_add(1);
+                let pause = backoff(failed_rounds);
+                tracing::warn!(
+                    "UMS: none of {} server(s) reachable; next attempt in {:.1}s",
+                    self.settings.urls.len(),
+                    pause.as_secs_f64()
+                );
+                pause
+            };
             tokio::select! {
                 () = tokio::time::sleep(pause) => {}
                 _ = self.stop.changed() => return,
