@@ -6,7 +6,9 @@
 //! fleet in batches and wait until the stand-in has greeted every device id; sample every
 //! agent's memory while connected and idle; broadcast one `update` command and wait for every
 //! device's reply and then its `installed` event; broadcast a second `update` of the same IDF
-//! (nothing to transfer: the channel's round trip alone); check every `state.json`.
+//! (nothing to transfer: the channel's round trip alone); check every `state.json`; finally
+//! drop every session at once and measure how the fleet comes back (the spread the agent's
+//! reconnect jitter gives).
 //!
 //! Output: a JSON summary on stdout, human lines on stderr. Not a test: nothing is asserted,
 //! but the exit code is 1 when a command was lost, rejected or answered twice, or a device did
@@ -28,7 +30,7 @@ mod report;
 #[path = "ums_load/tally.rs"]
 mod tally;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -197,7 +199,9 @@ fn run() -> Result<bool> {
     let after = sample(&fleet);
 
     let health = report::health(&mut fleet, &greeted, &connected, APP, VERSION);
-    let summary = report::summary(report::Figures {
+    // Last, because every agent logs the lost connection as a warning.
+    let reconnect = reconnect_storm(&ums, greeted.len())?;
+    let mut summary = report::summary(report::Figures {
         agents: opts.agents,
         greeted: greeted.len(),
         greeted_s,
@@ -208,6 +212,7 @@ fn run() -> Result<bool> {
         second: &second,
         health: &health,
     });
+    summary["reconnect"] = reconnect;
     let ok = summary["ok"] == true;
     if !ok || !health.is_clean() || std::env::var_os("BENCH_KEEP_LOGS").is_some() {
         let kept = report::keep_logs(&fleet, &health, &slowest(&first), &ums.log())?;
@@ -222,6 +227,50 @@ fn run() -> Result<bool> {
     report::print_human(&summary);
     println!("{}", serde_json::to_string_pretty(&summary)?);
     Ok(ok)
+}
+
+/// The stand-in drops every session at once (a UMS restart behind a load balancer): the
+/// seconds until each device said hello again, and how the returns spread over time.
+fn reconnect_storm(ums: &UmsStandIn, devices: usize) -> Result<Value> {
+    let dropped_at = Instant::now();
+    ums.drop_connections();
+    let back = || -> BTreeMap<String, f64> {
+        let mut first = BTreeMap::new();
+        for hello in ums.hellos().iter().filter(|h| h.at > dropped_at) {
+            if let Some(id) = hello.json["hello"]["device_id"].as_str() {
+                let secs = (hello.at - dropped_at).as_secs_f64();
+                first.entry(id.to_string()).or_insert(secs);
+            }
+        }
+        first
+    };
+    wait_for(Duration::from_secs(60), || back().len() >= devices)?;
+    let mut secs: Vec<f64> = back().into_values().collect();
+    secs.sort_by(f64::total_cmp);
+    let quantile = |q: f64| {
+        secs.get(((secs.len() as f64 * q).ceil() as usize).saturating_sub(1))
+            .copied()
+            .map(ms)
+    };
+    let mut per_100ms = vec![0usize; secs.last().map_or(0, |s| (s * 10.0) as usize + 1)];
+    for s in &secs {
+        per_100ms[(s * 10.0) as usize] += 1;
+    }
+    let out = json!({
+        "devices_back": secs.len(),
+        "time_all_back_s": (secs.len() == devices).then(|| quantile(1.0)).flatten(),
+        "back_latency_s": {"min": secs.first().copied().map(ms), "p50": quantile(0.5), "p95": quantile(0.95)},
+        "hellos_per_100ms": per_100ms.iter().max(),
+    });
+    log(format!(
+        "reconnect after every session was dropped: {} of {devices} back, all after {} s (min {} s, p50 {} s), at most {} hellos in one 100 ms",
+        out["devices_back"],
+        out["time_all_back_s"],
+        out["back_latency_s"]["min"],
+        out["back_latency_s"]["p50"],
+        out["hellos_per_100ms"]
+    ));
+    Ok(out)
 }
 
 /// Apache directives that let the repository hold a connection for every agent at once.
