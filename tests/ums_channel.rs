@@ -6,6 +6,7 @@ mod daemon_common;
 mod lifecycle_common;
 mod support;
 mod transfer_common;
+mod ums_common;
 
 use std::time::Duration;
 
@@ -13,19 +14,9 @@ use daemon_common::{Device, idf};
 use lifecycle_common::{APP, Repo};
 use serde_json::json;
 use support::{UmsPki, UmsStandIn};
-use transfer_common::path_str;
+use ums_common::UmsConf;
 
 const WAIT: Duration = Duration::from_secs(30);
-
-/// `[ums]` lines for `urls`, trusting `pki.ca` and presenting `pki.device`.
-fn ums_section(pki: &UmsPki, urls: &[String]) -> String {
-    format!(
-        "\n[ums]\nurls = {urls:?}\nca_certificate = {:?}\nclient_certificate = {:?}\nclient_key = {:?}\ndevice_id = \"device-1\"\n",
-        path_str(pki.ca.cert_path()),
-        path_str(&pki.device.cert_path),
-        path_str(&pki.device.key_path),
-    )
-}
 
 #[test]
 fn the_device_says_hello_takes_a_command_and_reports_events() {
@@ -33,7 +24,7 @@ fn the_device_says_hello_takes_a_command_and_reports_events() {
     repo.add(APP, "1.0", false);
     let pki = UmsPki::new();
     let ums = UmsStandIn::start(&pki);
-    let device = Device::new(&repo, &ums_section(&pki, &[ums.url()]));
+    let device = Device::new(&repo, &UmsConf::new(&pki, &[ums.url()]).toml());
     let _daemon = device.start();
 
     let hellos = ums.wait_hellos(1, WAIT);
@@ -56,7 +47,7 @@ fn a_stopping_daemon_closes_its_session_with_going_away() {
     let repo = Repo::start();
     let pki = UmsPki::new();
     let ums = UmsStandIn::start(&pki);
-    let device = Device::new(&repo, &ums_section(&pki, &[ums.url()]));
+    let device = Device::new(&repo, &UmsConf::new(&pki, &[ums.url()]).toml());
     let mut daemon = device.start();
     ums.wait_hellos(1, WAIT);
     daemon.wait_for_log("UMS: connected to", WAIT);

@@ -8,6 +8,7 @@ mod daemon_common;
 mod lifecycle_common;
 mod support;
 mod transfer_common;
+mod ums_common;
 
 use std::time::Duration;
 
@@ -15,23 +16,9 @@ use daemon_common::Device;
 use lifecycle_common::{APP, Repo};
 use serde_json::Value;
 use support::{CertKey, UmsPki, UmsStandIn, Validity};
-use transfer_common::path_str;
+use ums_common::UmsConf;
 
 const WAIT: Duration = Duration::from_secs(30);
-
-fn ums_section(pki: &UmsPki, client: Option<&CertKey>, urls: &[String]) -> String {
-    let identity = client.map_or(String::new(), |c| {
-        format!(
-            "client_certificate = {:?}\nclient_key = {:?}\n",
-            path_str(&c.cert_path),
-            path_str(&c.key_path)
-        )
-    });
-    format!(
-        "\n[ums]\nurls = {urls:?}\nca_certificate = {:?}\n{identity}device_id = \"device-7\"\n",
-        path_str(pki.ca.cert_path()),
-    )
-}
 
 /// `check --json`: exit code and findings.
 fn check(device: &Device) -> (Option<i32>, Vec<Value>) {
@@ -69,10 +56,20 @@ fn one<'a>(findings: &'a [Value], check: &str) -> &'a Value {
     found[0]
 }
 
+/// The string `key` of a finding; panics if it has none.
+#[track_caller]
+fn text<'a>(finding: &'a Value, key: &str) -> &'a str {
+    finding[key]
+        .as_str()
+        .unwrap_or_else(|| panic!("no {key} in {finding}"))
+}
+
+/// A repository with `APP` 1.0 and a device on `urls` that presents `client`, as `device-7`.
 fn device_with(pki: &UmsPki, client: Option<&CertKey>, urls: &[String]) -> (Repo, Device) {
     let repo = Repo::start();
     repo.add(APP, "1.0", false);
-    let device = Device::new(&repo, &ums_section(pki, client, urls));
+    let ums = UmsConf::new(pki, urls).client(client).device_id("device-7");
+    let device = Device::new(&repo, &ums.toml());
     (repo, device)
 }
 
@@ -84,32 +81,18 @@ fn a_reachable_ums_and_valid_certificates_are_ok() {
     let (code, findings) = check(&device);
     let connect = one(&findings, "connect");
     assert_eq!(connect["level"], "OK", "{findings:#?}");
-    assert!(
-        connect["subject"].as_str().unwrap().contains(&ums.url()),
-        "{connect}"
-    );
+    assert!(text(connect, "subject").contains(&ums.url()), "{connect}");
     let server = one(&findings, "certificate");
     assert_eq!(server["level"], "OK", "{findings:#?}");
-    assert!(
-        server["message"].as_str().unwrap().contains("valid until"),
-        "{server}"
-    );
+    assert!(text(server, "message").contains("valid until"), "{server}");
     let client = one(&findings, "client certificate");
     assert_eq!(client["level"], "OK", "{findings:#?}");
     assert!(
-        client["message"]
-            .as_str()
-            .unwrap()
-            .contains("the device's client certificate"),
+        text(client, "message").contains("the device's client certificate"),
         "{client}"
     );
     assert_eq!(one(&findings, "device id")["level"], "OK");
-    assert!(
-        one(&findings, "device id")["message"]
-            .as_str()
-            .unwrap()
-            .contains("device-7")
-    );
+    assert!(text(one(&findings, "device id"), "message").contains("device-7"));
     // No daemon ran: nothing recorded, a warning, not a failure.
     assert_eq!(one(&findings, "daemon")["level"], "WARN", "{findings:#?}");
     assert_eq!(code, Some(0), "{findings:#?}");
@@ -131,14 +114,8 @@ fn a_ums_in_update_mode_fails_and_a_second_one_answering_makes_it_a_warning() {
     let (code, findings) = check(&device);
     let connect = one(&findings, "connect");
     assert_eq!(connect["level"], "FAIL", "{findings:#?}");
-    assert!(
-        connect["message"].as_str().unwrap().contains("503"),
-        "{connect}"
-    );
-    assert!(
-        connect["hint"].as_str().unwrap().contains("update mode"),
-        "{connect}"
-    );
+    assert!(text(connect, "message").contains("503"), "{connect}");
+    assert!(text(connect, "hint").contains("update mode"), "{connect}");
     assert_eq!(code, Some(1));
 
     let ok = UmsStandIn::start(&pki);
@@ -160,11 +137,11 @@ fn a_server_certificate_from_another_ca_fails_naming_ca_certificate() {
     let connect = one(&findings, "connect");
     assert_eq!(connect["level"], "FAIL", "{findings:#?}");
     assert!(
-        connect["message"].as_str().unwrap().contains("not trusted"),
+        text(connect, "message").contains("not trusted"),
         "{connect}"
     );
     assert!(
-        connect["hint"].as_str().unwrap().contains("ca_certificate"),
+        text(connect, "hint").contains("ca_certificate"),
         "{connect}"
     );
     // Its dates are still read and shown.
@@ -190,10 +167,7 @@ fn no_client_certificate_warns_and_the_refusal_is_explained() {
     let connect = one(&findings, "connect");
     assert_eq!(connect["level"], "FAIL", "{findings:#?}");
     assert!(
-        connect["message"]
-            .as_str()
-            .unwrap()
-            .contains("client certificate"),
+        text(connect, "message").contains("client certificate"),
         "{connect}"
     );
     assert_eq!(code, Some(1));
@@ -208,10 +182,7 @@ fn an_expired_client_certificate_fails_saying_when() {
     let (code, findings) = check(&device);
     let client = one(&findings, "client certificate");
     assert_eq!(client["level"], "FAIL", "{findings:#?}");
-    assert!(
-        client["message"].as_str().unwrap().contains("expired on"),
-        "{client}"
-    );
+    assert!(text(client, "message").contains("expired on"), "{client}");
     assert_eq!(code, Some(1));
 }
 
@@ -227,15 +198,9 @@ fn the_daemons_connection_and_a_skewed_ums_clock_are_reported() {
     let (code, findings) = check(&device);
     let view = one(&findings, "daemon");
     assert_eq!(view["level"], "OK", "{findings:#?}");
-    assert!(
-        view["message"].as_str().unwrap().contains("connected to"),
-        "{view}"
-    );
+    assert!(text(view, "message").contains("connected to"), "{view}");
     let clock = one(&findings, "clock");
     assert_eq!(clock["level"], "FAIL", "{findings:#?}");
-    assert!(
-        clock["message"].as_str().unwrap().contains("ahead of"),
-        "{clock}"
-    );
+    assert!(text(clock, "message").contains("ahead of"), "{clock}");
     assert_eq!(code, Some(1));
 }

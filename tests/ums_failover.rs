@@ -8,6 +8,7 @@ mod daemon_common;
 mod lifecycle_common;
 mod support;
 mod transfer_common;
+mod ums_common;
 
 use std::time::{Duration, Instant};
 
@@ -16,7 +17,7 @@ use lifecycle_common::{APP, Repo};
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
 use support::{Frame, UmsPki, UmsStandIn, wait_until};
-use transfer_common::path_str;
+use ums_common::UmsConf;
 
 /// A wait for something that should happen at once (a hello, a log line, a reply).
 const WAIT: Duration = Duration::from_secs(30);
@@ -30,16 +31,6 @@ const CLOSES_AT_ONCE: Duration = Duration::from_secs(5);
 const FAILOVER_BOUND: Duration = Duration::from_secs(15);
 /// The status text of a finished update (docs/protocol.md "Status texts").
 const SUCCESSFUL: &str = "Update successful";
-
-/// `[ums]` lines for `urls`, trusting `pki.ca` and presenting `pki.device`, with `extra` lines.
-fn ums_section(pki: &UmsPki, urls: &[String], extra: &str) -> String {
-    format!(
-        "\n[ums]\nurls = {urls:?}\nca_certificate = {:?}\nclient_certificate = {:?}\nclient_key = {:?}\ndevice_id = \"device-1\"\n{extra}",
-        path_str(pki.ca.cert_path()),
-        path_str(&pki.device.cert_path),
-        path_str(&pki.device.key_path),
-    )
-}
 
 /// How often `needle` occurs in `haystack`.
 fn count(haystack: &str, needle: &str) -> usize {
@@ -106,6 +97,30 @@ fn saw_success(ums: &UmsStandIn) -> bool {
     ums.events().iter().any(|e| e.json["message"] == SUCCESSFUL)
 }
 
+/// Whether `<state>/ums-events.json` holds an event with the final status text.
+fn success_queued(device: &Device) -> bool {
+    queued_events(device)
+        .iter()
+        .any(|e| e["message"] == SUCCESSFUL)
+}
+
+/// Waits until `ums` has greeted the device and the daemon has logged the connection to it.
+fn wait_connected(daemon: &mut Daemon, ums: &UmsStandIn) {
+    ums.wait_greeted(WAIT);
+    daemon.wait_for_log(
+        &format!("UMS: connected to {} as device-1", ums.url()),
+        WAIT,
+    );
+}
+
+/// The line of `log` that reports `ums` skipped; panics if there is none.
+#[track_caller]
+fn skipped_line<'a>(log: &'a str, ums: &UmsStandIn) -> &'a str {
+    log.lines()
+        .find(|l| l.contains(&format!("UMS {}: ", ums.url())))
+        .unwrap_or_else(|| panic!("the skipped server is not logged:\n{log}"))
+}
+
 /// Runs the update to `APP` 1.0 through the control socket and waits until it is installed.
 fn update_to_1_0(daemon: &mut Daemon, id: &str) {
     daemon.accepted(json!({"id": id, "command": "update", "idf": idf(&[(APP, "1.0")])}));
@@ -118,15 +133,12 @@ fn a_server_that_goes_away_mid_session_is_replaced_by_the_next_at_once() {
     let pki = UmsPki::new();
     let first = UmsStandIn::start(&pki);
     let second = UmsStandIn::start(&pki);
-    let device = Device::new(&repo, &ums_section(&pki, &[first.url(), second.url()], ""));
+    let conf = UmsConf::new(&pki, &[first.url(), second.url()]);
+    let device = Device::new(&repo, &conf.toml());
     let mut daemon = device.start();
 
     let hello = first.wait_hellos(1, WAIT).remove(0);
-    first.wait_greeted(WAIT);
-    daemon.wait_for_log(
-        &format!("UMS: connected to {} as device-1", first.url()),
-        WAIT,
-    );
+    wait_connected(&mut daemon, &first);
     assert_eq!(second.connections(), 0, "the second server was tried first");
     // Let the session outlast the "closes at once" window, so losing it is not a failed
     // server but a lost connection.
@@ -149,11 +161,7 @@ fn a_server_that_goes_away_mid_session_is_replaced_by_the_next_at_once() {
         "the device said hello on the second server {failover:?} after the first went away\n{}",
         daemon.stderr()
     );
-    second.wait_greeted(WAIT);
-    daemon.wait_for_log(
-        &format!("UMS: connected to {} as device-1", second.url()),
-        WAIT,
-    );
+    wait_connected(&mut daemon, &second);
     let log = daemon.stderr();
     assert!(
         log.contains(&format!("UMS {}: connection lost: ", first.url())),
@@ -173,15 +181,12 @@ fn a_server_in_update_mode_is_skipped() {
     let first = UmsStandIn::start(&pki);
     first.answer_503();
     let second = UmsStandIn::start(&pki);
-    let device = Device::new(&repo, &ums_section(&pki, &[first.url(), second.url()], ""));
+    let conf = UmsConf::new(&pki, &[first.url(), second.url()]);
+    let device = Device::new(&repo, &conf.toml());
     let mut daemon = device.start();
 
     second.wait_hellos(1, WAIT);
-    second.wait_greeted(WAIT);
-    daemon.wait_for_log(
-        &format!("UMS: connected to {} as device-1", second.url()),
-        WAIT,
-    );
+    wait_connected(&mut daemon, &second);
 
     assert!(first.connections() >= 1, "the first server was never tried");
     assert!(
@@ -195,10 +200,7 @@ fn a_server_in_update_mode_is_skipped() {
     assert_eq!(first.upgrades(), 0);
     assert!(first.hellos().is_empty(), "{:#?}", first.hellos());
     let log = daemon.stderr();
-    let skipped = log
-        .lines()
-        .find(|l| l.contains(&format!("UMS {}: ", first.url())))
-        .unwrap_or_else(|| panic!("the skipped server is not logged:\n{log}"));
+    let skipped = skipped_line(&log, &first);
     assert!(skipped.contains("answered 503"), "{skipped}");
     assert!(skipped.ends_with("trying the next server"), "{skipped}");
     assert!(
@@ -215,23 +217,16 @@ fn a_server_that_closes_at_once_is_skipped_and_the_device_stays_on_the_next() {
     first.close_at_once();
     let second = UmsStandIn::start(&pki);
     // A short heartbeat: the pings on the second server show time passing on its session.
-    let ums = ums_section(&pki, &[first.url(), second.url()], "heartbeat = \"2s\"\n");
-    let device = Device::new(&repo, &ums);
+    let conf = UmsConf::new(&pki, &[first.url(), second.url()]).extra("heartbeat = \"2s\"\n");
+    let device = Device::new(&repo, &conf.toml());
     let mut daemon = device.start();
 
     second.wait_hellos(1, WAIT);
-    second.wait_greeted(WAIT);
-    daemon.wait_for_log(
-        &format!("UMS: connected to {} as device-1", second.url()),
-        WAIT,
-    );
+    wait_connected(&mut daemon, &second);
     assert_eq!(first.upgrades(), 1, "{:#?}", first.log());
     assert!(first.hellos().is_empty(), "{:#?}", first.hellos());
     let log = daemon.stderr();
-    let skipped = log
-        .lines()
-        .find(|l| l.contains(&format!("UMS {}: ", first.url())))
-        .unwrap_or_else(|| panic!("the skipped server is not logged:\n{log}"));
+    let skipped = skipped_line(&log, &first);
     assert!(
         skipped.contains("closed the connection") && skipped.ends_with("trying the next server"),
         "{skipped}"
@@ -257,7 +252,8 @@ fn events_made_while_every_server_is_down_arrive_in_order_once_one_comes_back() 
     let pki = UmsPki::new();
     let first = UmsStandIn::start(&pki);
     let second = UmsStandIn::start(&pki);
-    let device = Device::new(&repo, &ums_section(&pki, &[first.url(), second.url()], ""));
+    let conf = UmsConf::new(&pki, &[first.url(), second.url()]);
+    let device = Device::new(&repo, &conf.toml());
     let mut daemon = device.start();
     first.wait_greeted(WAIT);
 
@@ -266,9 +262,7 @@ fn events_made_while_every_server_is_down_arrive_in_order_once_one_comes_back() 
     daemon.wait_for_log("UMS: none of 2 server(s) reachable", WAIT);
     update_to_1_0(&mut daemon, "u-down");
     wait_until("the update's success queued", WAIT, || {
-        queued_events(&device)
-            .iter()
-            .any(|e| e["message"] == SUCCESSFUL)
+        success_queued(&device)
     });
     let queued = queued_events(&device);
     assert!(
@@ -319,15 +313,13 @@ fn queued_events_survive_a_daemon_restart() {
     let pki = UmsPki::new();
     let ums = UmsStandIn::start(&pki);
     ums.refuse();
-    let device = Device::new(&repo, &ums_section(&pki, &[ums.url()], ""));
+    let device = Device::new(&repo, &UmsConf::new(&pki, &[ums.url()]).toml());
 
     let mut daemon = device.start();
     daemon.wait_for_log("UMS: none of 1 server(s) reachable", WAIT);
     update_to_1_0(&mut daemon, "u-before-restart");
     wait_until("the update's success queued", WAIT, || {
-        queued_events(&device)
-            .iter()
-            .any(|e| e["message"] == SUCCESSFUL)
+        success_queued(&device)
     });
     daemon.signal(Signal::SIGTERM);
     daemon.wait_exit(STOP_TIMEOUT * 3);
@@ -391,10 +383,8 @@ fn a_server_that_stops_answering_pings_is_given_up_and_reconnected() {
     let repo = Repo::start();
     let pki = UmsPki::new();
     let ums = UmsStandIn::start(&pki);
-    let device = Device::new(
-        &repo,
-        &ums_section(&pki, &[ums.url()], "heartbeat = \"1s\"\n"),
-    );
+    let conf = UmsConf::new(&pki, &[ums.url()]).extra("heartbeat = \"1s\"\n");
+    let device = Device::new(&repo, &conf.toml());
     let mut daemon = device.start();
     ums.wait_greeted(WAIT);
     // Pings answered for longer than the "closes at once" window.
@@ -441,7 +431,7 @@ fn a_server_clock_an_hour_ahead_is_warned_about() {
     let pki = UmsPki::new();
     let ums = UmsStandIn::start(&pki);
     ums.set_clock_skew(3600);
-    let device = Device::new(&repo, &ums_section(&pki, &[ums.url()], ""));
+    let device = Device::new(&repo, &UmsConf::new(&pki, &[ums.url()]).toml());
     let mut daemon = device.start();
 
     daemon.wait_for_log("UMS: connected to", WAIT);
@@ -473,7 +463,7 @@ fn a_server_clock_within_a_minute_is_not_warned_about() {
     let pki = UmsPki::new();
     let ums = UmsStandIn::start(&pki);
     ums.set_clock_skew(-30);
-    let device = Device::new(&repo, &ums_section(&pki, &[ums.url()], ""));
+    let device = Device::new(&repo, &UmsConf::new(&pki, &[ums.url()]).toml());
     let mut daemon = device.start();
 
     // The warning comes before the "connected" line.
@@ -492,16 +482,13 @@ fn a_server_that_never_acknowledges_hello_is_skipped_for_the_next() {
     let first = UmsStandIn::start(&pki);
     first.withhold_hello_ack();
     let second = UmsStandIn::start(&pki);
-    let device = Device::new(&repo, &ums_section(&pki, &[first.url(), second.url()], ""));
+    let conf = UmsConf::new(&pki, &[first.url(), second.url()]);
+    let device = Device::new(&repo, &conf.toml());
     let mut daemon = device.start();
 
     // docs/protocol.md, UMS channel 3: "No hello_ack within 10 s: next URL."
     first.wait_hellos(1, WAIT);
     second.wait_hellos(1, WAIT);
-    second.wait_greeted(WAIT);
-    daemon.wait_for_log(
-        &format!("UMS: connected to {} as device-1", second.url()),
-        WAIT,
-    );
+    wait_connected(&mut daemon, &second);
     assert_eq!(first.hellos().len(), 1, "{}", daemon.stderr());
 }

@@ -13,6 +13,7 @@ mod daemon_common;
 mod lifecycle_common;
 mod support;
 mod transfer_common;
+mod ums_common;
 
 use std::time::Duration;
 
@@ -20,7 +21,7 @@ use daemon_common::{Daemon, Device, idf, limit, queue, queued_ids};
 use lifecycle_common::{APP, Repo};
 use serde_json::{Value, json};
 use support::{Frame, UmsPki, UmsStandIn, wait_until};
-use transfer_common::path_str;
+use ums_common::UmsConf;
 
 const WAIT: Duration = Duration::from_secs(30);
 const MIB: usize = 1024 * 1024;
@@ -42,15 +43,8 @@ impl Connected {
     fn start(repo: Repo, extra_update: &str) -> Connected {
         let pki = UmsPki::new();
         let ums = UmsStandIn::start(&pki);
-        let section = format!(
-            "{extra_update}\n[ums]\nurls = {:?}\nca_certificate = {:?}\nclient_certificate = {:?}\n\
-             client_key = {:?}\ndevice_id = \"device-1\"\n",
-            [ums.url()],
-            path_str(pki.ca.cert_path()),
-            path_str(&pki.device.cert_path),
-            path_str(&pki.device.key_path),
-        );
-        let device = Device::new(&repo, &section);
+        let conf = UmsConf::new(&pki, &[ums.url()]);
+        let device = Device::new(&repo, &format!("{extra_update}{}", conf.toml()));
         let daemon = device.start();
         let connected = Connected {
             daemon,
@@ -118,6 +112,18 @@ impl Connected {
             self.daemon.stderr()
         );
     }
+
+    /// Panics if the daemon exited or panicked, or if `state.json` is no longer `before`;
+    /// `cause` (what the server sent) names the culprit.
+    #[track_caller]
+    fn assert_unharmed(&mut self, before: &Value, cause: &str) {
+        self.assert_daemon_alive();
+        assert_eq!(
+            &self.device.state_json(),
+            before,
+            "{cause} changed state.json"
+        );
+    }
 }
 
 /// Panics unless `reply` is `rejected` with `id` and an error containing `needle`.
@@ -155,12 +161,7 @@ fn a_command_over_1_mib_is_rejected_and_the_connection_stays_open() {
         "frames on another connection: {:#?}",
         c.ums.frames()
     );
-    c.assert_daemon_alive();
-    assert_eq!(
-        c.device.state_json(),
-        before,
-        "a rejected frame changed state.json"
-    );
+    c.assert_unharmed(&before, "a rejected frame");
 }
 
 /// The device reads at most a few MiB of one message (a server must not make it allocate
@@ -182,12 +183,7 @@ fn a_frame_too_large_to_read_does_not_bring_the_device_down() {
     c.wait_connected(c.ums.hellos().len());
     let status = c.ums_status("after-huge");
     assert_eq!(status.conn, c.ums.hellos().last().map_or(0, |h| h.conn));
-    c.assert_daemon_alive();
-    assert_eq!(
-        c.device.state_json(),
-        before,
-        "a huge frame changed state.json"
-    );
+    c.assert_unharmed(&before, "a huge frame");
 }
 
 #[test]
@@ -227,12 +223,7 @@ fn bad_text_frames_are_rejected_with_the_id_when_it_can_be_read() {
     assert_eq!(status.conn, conn, "the connection was not kept open");
     assert_eq!(c.ums.hellos().len(), 1, "the device reconnected");
     assert!(queue(&status.json["status"]).is_empty(), "{}", status.json);
-    c.assert_daemon_alive();
-    assert_eq!(
-        c.device.state_json(),
-        before,
-        "a rejected frame changed state.json"
-    );
+    c.assert_unharmed(&before, "a rejected frame");
 }
 
 #[test]
@@ -264,12 +255,7 @@ fn a_binary_frame_closes_the_connection_and_the_device_reconnects() {
     c.wait_connected(2);
     let status = c.ums_status("after-binary");
     assert_eq!(status.conn, second, "not answered on the new connection");
-    c.assert_daemon_alive();
-    assert_eq!(
-        c.device.state_json(),
-        before,
-        "a binary frame changed state.json"
-    );
+    c.assert_unharmed(&before, "a binary frame");
 }
 
 #[test]
@@ -288,8 +274,7 @@ fn garbage_from_the_server_does_not_bring_the_device_down() {
     c.wait_connected(2);
     let status = c.ums_status("after-garbage");
     assert_eq!(status.conn, hellos[1].conn);
-    c.assert_daemon_alive();
-    assert_eq!(c.device.state_json(), before, "garbage changed state.json");
+    c.assert_unharmed(&before, "garbage");
 }
 
 /// How many log lines of the daemon contain `needle`.

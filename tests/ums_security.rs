@@ -12,55 +12,18 @@ mod daemon_common;
 mod lifecycle_common;
 mod support;
 mod transfer_common;
+mod ums_common;
 
 use std::time::Duration;
 
 use daemon_common::{Daemon, Device};
 use lifecycle_common::Repo;
-use support::{CertKey, UmsPki, UmsStandIn};
+use support::{UmsPki, UmsStandIn};
 use transfer_common::path_str;
+use ums_common::UmsConf;
 
 const WAIT: Duration = Duration::from_secs(30);
 const ALLOW_INSECURE_WARNING: &str = "allow_insecure = true";
-
-/// The TLS side of an `[ums]` table; the URLs and `device_id` are added by [`ums_section`].
-struct UmsTls<'a> {
-    /// `ca_certificate`, if any.
-    ca: Option<&'a str>,
-    /// `client_certificate` and `client_key`, if any.
-    client: Option<&'a CertKey>,
-    allow_insecure: bool,
-}
-
-impl<'a> UmsTls<'a> {
-    /// What a production device has: the UMS CA and a client certificate from it.
-    fn proper(pki: &'a UmsPki) -> UmsTls<'a> {
-        UmsTls {
-            ca: pki.ca.cert_path().to_str(),
-            client: Some(&pki.device),
-            allow_insecure: false,
-        }
-    }
-}
-
-/// `[ums]` lines for `urls` with the TLS settings `tls`.
-fn ums_section(urls: &[String], tls: &UmsTls<'_>) -> String {
-    let mut text = format!("\n[ums]\nurls = {urls:?}\ndevice_id = \"device-1\"\n");
-    if let Some(ca) = tls.ca {
-        text += &format!("ca_certificate = {ca:?}\n");
-    }
-    if let Some(client) = tls.client {
-        text += &format!(
-            "client_certificate = {:?}\nclient_key = {:?}\n",
-            path_str(&client.cert_path),
-            path_str(&client.key_path)
-        );
-    }
-    if tls.allow_insecure {
-        text += "allow_insecure = true\n";
-    }
-    text
-}
 
 /// Waits until the daemon has given up on `url` at least once and returns its log.
 #[track_caller]
@@ -68,6 +31,33 @@ fn wait_for_failure(daemon: &mut Daemon, url: &str) -> String {
     daemon.wait_for_log(&format!("UMS {url}: "), WAIT);
     daemon.wait_for_log("; trying the next server", WAIT);
     daemon.stderr()
+}
+
+/// Waits until the stand-in has refused the device; panics unless it refused at the TLS
+/// handshake.
+#[track_caller]
+fn wait_tls_refusal(ums: &UmsStandIn) {
+    let errors = ums.wait_handshake_errors(1, WAIT);
+    assert!(
+        errors.iter().all(|e| e.starts_with("tls: ")),
+        "the stand-in should refuse at the TLS handshake: {errors:?}"
+    );
+}
+
+/// Waits for the device's hello at `ums` and the daemon's line that it is connected; panics
+/// unless the hello names `device-1`.
+#[track_caller]
+fn wait_connected_as_device_1(ums: &UmsStandIn, daemon: &mut Daemon) {
+    let hellos = ums.wait_hellos(1, WAIT);
+    assert_eq!(
+        hellos[0].json["hello"]["device_id"], "device-1",
+        "{}",
+        hellos[0].json
+    );
+    daemon.wait_for_log(
+        &format!("UMS: connected to {} as device-1", ums.url()),
+        WAIT,
+    );
 }
 
 /// The log lines that report a failed attempt on `url`.
@@ -101,19 +91,12 @@ fn without_a_client_certificate_the_ums_refuses_the_device_and_the_log_says_why(
     let repo = Repo::start();
     let pki = UmsPki::new();
     let ums = UmsStandIn::start(&pki);
-    let tls = UmsTls {
-        client: None,
-        ..UmsTls::proper(&pki)
-    };
-    let device = Device::new(&repo, &ums_section(&[ums.url()], &tls));
+    let conf = UmsConf::new(&pki, &[ums.url()]).client(None);
+    let device = Device::new(&repo, &conf.toml());
     let mut daemon = device.start();
 
     daemon.wait_for_log("[ums] has no client_certificate", WAIT);
-    let errors = ums.wait_handshake_errors(1, WAIT);
-    assert!(
-        errors.iter().all(|e| e.starts_with("tls: ")),
-        "the stand-in should refuse at the TLS handshake: {errors:?}"
-    );
+    wait_tls_refusal(&ums);
     let log = wait_for_failure(&mut daemon, &ums.url());
     let lines = failure_lines(&log, &ums.url());
     assert!(
@@ -131,18 +114,11 @@ fn a_client_certificate_from_another_ca_is_refused_and_the_log_says_so() {
     let repo = Repo::start();
     let pki = UmsPki::new();
     let ums = UmsStandIn::start(&pki);
-    let tls = UmsTls {
-        client: Some(&pki.foreign_device),
-        ..UmsTls::proper(&pki)
-    };
-    let device = Device::new(&repo, &ums_section(&[ums.url()], &tls));
+    let conf = UmsConf::new(&pki, &[ums.url()]).client(Some(&pki.foreign_device));
+    let device = Device::new(&repo, &conf.toml());
     let mut daemon = device.start();
 
-    let errors = ums.wait_handshake_errors(1, WAIT);
-    assert!(
-        errors.iter().all(|e| e.starts_with("tls: ")),
-        "the stand-in should refuse at the TLS handshake: {errors:?}"
-    );
+    wait_tls_refusal(&ums);
     let log = wait_for_failure(&mut daemon, &ums.url());
     let lines = failure_lines(&log, &ums.url());
     assert!(
@@ -163,7 +139,7 @@ fn a_server_certificate_from_another_ca_is_not_trusted() {
     let repo = Repo::start();
     let pki = UmsPki::new();
     let ums = UmsStandIn::start_tls(&pki.foreign_server, &pki.ca);
-    let device = Device::new(&repo, &ums_section(&[ums.url()], &UmsTls::proper(&pki)));
+    let device = Device::new(&repo, &UmsConf::new(&pki, &[ums.url()]).toml());
     let mut daemon = device.start();
 
     let log = wait_for_failure(&mut daemon, &ums.url());
@@ -184,7 +160,7 @@ fn a_ws_url_without_allow_insecure_is_a_configuration_error() {
     let repo = Repo::start();
     let pki = UmsPki::new();
     let ums = UmsStandIn::start_plain();
-    let device = Device::new(&repo, &ums_section(&[ums.url()], &UmsTls::proper(&pki)));
+    let device = Device::new(&repo, &UmsConf::new(&pki, &[ums.url()]).toml());
 
     let check = device.agent().run(&["config", "check"], WAIT);
     check.assert_code(2);
@@ -210,28 +186,15 @@ fn a_ws_url_without_allow_insecure_is_a_configuration_error() {
 fn allow_insecure_permits_plain_ws_and_is_warned_at_start() {
     let repo = Repo::start();
     let ums = UmsStandIn::start_plain();
-    let tls = UmsTls {
-        ca: None,
-        client: None,
-        allow_insecure: true,
-    };
-    let device = Device::new(&repo, &ums_section(&[ums.url()], &tls));
+    let conf = UmsConf::without_certificates(&[ums.url()]).extra("allow_insecure = true\n");
+    let device = Device::new(&repo, &conf.toml());
 
     device
         .agent()
         .run(&["config", "check"], WAIT)
         .assert_success();
     let mut daemon = device.start();
-    let hellos = ums.wait_hellos(1, WAIT);
-    assert_eq!(
-        hellos[0].json["hello"]["device_id"], "device-1",
-        "{}",
-        hellos[0].json
-    );
-    daemon.wait_for_log(
-        &format!("UMS: connected to {} as device-1", ums.url()),
-        WAIT,
-    );
+    wait_connected_as_device_1(&ums, &mut daemon);
     assert!(
         daemon.stderr().contains(ALLOW_INSECURE_WARNING),
         "allow_insecure must be warned about at start:\n{}",
@@ -244,23 +207,11 @@ fn allow_insecure_accepts_a_server_certificate_from_another_ca_and_is_warned_at_
     let repo = Repo::start();
     let pki = UmsPki::new();
     let ums = UmsStandIn::start_tls(&pki.foreign_server, &pki.ca);
-    let tls = UmsTls {
-        allow_insecure: true,
-        ..UmsTls::proper(&pki)
-    };
-    let device = Device::new(&repo, &ums_section(&[ums.url()], &tls));
+    let conf = UmsConf::new(&pki, &[ums.url()]).extra("allow_insecure = true\n");
+    let device = Device::new(&repo, &conf.toml());
     let mut daemon = device.start();
 
-    let hellos = ums.wait_hellos(1, WAIT);
-    assert_eq!(
-        hellos[0].json["hello"]["device_id"], "device-1",
-        "{}",
-        hellos[0].json
-    );
-    daemon.wait_for_log(
-        &format!("UMS: connected to {} as device-1", ums.url()),
-        WAIT,
-    );
+    wait_connected_as_device_1(&ums, &mut daemon);
     let log = daemon.stderr();
     assert!(
         log.contains(ALLOW_INSECURE_WARNING),
@@ -284,7 +235,7 @@ fn with_the_ums_ca_and_its_client_certificate_the_device_connects_without_warnin
     let repo = Repo::start();
     let pki = UmsPki::new();
     let ums = UmsStandIn::start(&pki);
-    let device = Device::new(&repo, &ums_section(&[ums.url()], &UmsTls::proper(&pki)));
+    let device = Device::new(&repo, &UmsConf::new(&pki, &[ums.url()]).toml());
     let mut daemon = device.start();
 
     ums.wait_hellos(1, WAIT);
