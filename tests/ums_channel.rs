@@ -51,10 +51,26 @@ fn a_stopping_daemon_closes_its_session_with_going_away() {
     let mut daemon = device.start();
     ums.wait_hellos(1, WAIT);
     daemon.wait_for_log("UMS: connected to", WAIT);
+    let status = device.agent().run(&["status"], WAIT);
+    assert!(
+        status
+            .stdout
+            .contains(&format!("UMS: connected to {} since ", ums.url())),
+        "{}",
+        status.stdout
+    );
 
     daemon.signal(nix::sys::signal::Signal::SIGTERM);
     let out = daemon.wait_exit(WAIT);
     assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let status = device.agent().run(&["status"], WAIT);
+    assert!(
+        status
+            .stdout
+            .contains("UMS: not connected (the daemon closed"),
+        "{}",
+        status.stdout
+    );
     support::wait_until("the close frame", WAIT, || {
         ums.log()
             .iter()

@@ -36,8 +36,29 @@ pub fn run(global: &Global, args: Args) -> CmdResult {
     } else {
         let parsed: Status = serde_json::from_value(status).map_err(Failure::failed)?;
         print!("{}", parsed.to_text());
+        if let Some(line) = ums_line(&settings) {
+            println!("{line}");
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// One line on the UMS channel, from what the daemon last recorded (`<state>/ums.json`).
+fn ums_line(settings: &Settings) -> Option<String> {
+    settings.ums()?;
+    let Some(report) = crate::ums::Report::read(&settings.paths.state_dir) else {
+        return Some("UMS: no connection recorded yet (is the daemon running?)".into());
+    };
+    let at = |t: &Option<String>| t.clone().unwrap_or_else(|| "?".into());
+    Some(match (&report.connected, &report.last_failure) {
+        (Some(url), _) => format!("UMS: connected to {url} since {}", at(&report.since)),
+        (None, Some(reason)) => format!(
+            "UMS: not connected; last failure at {}: {reason} (see `check`)",
+            at(&report.last_failure_at)
+        ),
+        // Written when the daemon closes the channel as it stops.
+        (None, None) => "UMS: not connected (the daemon closed the channel when it stopped)".into(),
+    })
 }
 
 /// The daemon's status (with its queue) when it runs, else what state.json says.

@@ -133,14 +133,16 @@ impl Channel {
                 if *self.stop.borrow() {
                     return;
                 }
-                match self.session(&url, &device_id).await {
+                let end = self.session(&url, &device_id).await;
+                if *self.stop.borrow() {
+                    // Closed on purpose: nothing failed.
+                    self.record(Report::default());
+                    return;
+                }
+                match end {
                     SessionEnd::Failed(reason) => {
                         self.record_failure(&format!("{url}: {reason}"));
                         tracing::warn!("UMS {url}: {reason}; trying the next server");
-                    }
-                    SessionEnd::Ended(_) if *self.stop.borrow() => {
-                        self.record(Report::default());
-                        return;
                     }
                     SessionEnd::Ended(reason) => {
                         self.record_failure(&format!("{url}: {reason}"));
@@ -193,8 +195,10 @@ impl Channel {
             Ok(reason) => reason,
             Err(e) => e.to_string(),
         };
-        // Best effort: the server may be gone already.
-        let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
+        if !*self.stop.borrow() {
+            // Best effort: the server may be gone already. (Stopping sent its close already.)
+            let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
+        }
         if !greeted {
             // No hello_ack (however long it took): the server is of no use; next URL.
             SessionEnd::Failed(reason)
