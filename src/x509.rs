@@ -218,9 +218,7 @@ pub async fn peer_certificate(
     let server_name = ServerName::try_from(name.to_string())
         .map_err(|e| format!("{host:?} is not a valid TLS server name: {e}"))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier = Arc::new(AnyCertificate {
-        algorithms: provider.signature_verification_algorithms,
-    });
+    let verifier = any_certificate(&provider);
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("TLS setup: {e}"))?

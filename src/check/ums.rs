@@ -13,7 +13,7 @@ use super::{Finding, Level, MAX_SKEW, certificate_finding};
 use crate::config::Settings;
 use crate::config::settings::UmsSettings;
 use crate::ums::connect::{self, ConnectError};
-use crate::ums::{Report, tls};
+use crate::ums::{ConnectionRecord, tls};
 
 const SUBJECT: &str = "ums";
 
@@ -205,7 +205,7 @@ async fn untrusted_certificate(subject: &str, url: &str, timeout: Duration) -> O
 
 /// What the daemon's channel recorded.
 fn daemon_view(settings: &Settings) -> Vec<Finding> {
-    let Some(report) = Report::read(&settings.paths.state_dir) else {
+    let Some(record) = ConnectionRecord::read(&settings.paths.state_dir) else {
         return vec![
             Finding::new(
                 Level::Warn,
@@ -217,31 +217,16 @@ fn daemon_view(settings: &Settings) -> Vec<Finding> {
         ];
     };
     let mut out = Vec::new();
-    match (&report.connected, &report.last_failure) {
-        (Some(url), _) => out.push(Finding::new(
-            Level::Ok,
-            SUBJECT,
-            "daemon",
-            format!(
-                "the daemon is connected to {url} since {}",
-                report.since.as_deref().unwrap_or("?")
-            ),
-        )),
-        (None, Some(reason)) => out.push(
-            Finding::new(
-                Level::Warn,
-                SUBJECT,
-                "daemon",
-                format!(
-                    "the daemon is not connected; last failure at {}: {reason}",
-                    report.last_failure_at.as_deref().unwrap_or("?")
-                ),
-            )
-            .hint("see the findings above, and journalctl -u igel-update-agent"),
-        ),
-        (None, None) => {}
+    let text = format!("the daemon is {}", record.describe());
+    if record.connected.is_some() {
+        out.push(Finding::new(Level::Ok, SUBJECT, "daemon", text));
+    } else if record.last_failure.is_some() {
+        out.push(
+            Finding::new(Level::Warn, SUBJECT, "daemon", text)
+                .hint("see the findings above, and journalctl -u igel-update-agent"),
+        );
     }
-    if let Some(skew) = report.clock_skew_s {
+    if let Some(skew) = record.clock_skew_s {
         let text = format!(
             "at the last hello_ack the UMS clock was {}s {} this device's",
             skew.abs(),

@@ -46,19 +46,15 @@ pub fn run(global: &Global, args: Args) -> CmdResult {
 /// One line on the UMS channel, from what the daemon last recorded (`<state>/ums.json`).
 fn ums_line(settings: &Settings) -> Option<String> {
     settings.ums()?;
-    let Some(report) = crate::ums::Report::read(&settings.paths.state_dir) else {
-        return Some("UMS: no connection recorded yet (is the daemon running?)".into());
-    };
-    let at = |t: &Option<String>| t.clone().unwrap_or_else(|| "?".into());
-    Some(match (&report.connected, &report.last_failure) {
-        (Some(url), _) => format!("UMS: connected to {url} since {}", at(&report.since)),
-        (None, Some(reason)) => format!(
-            "UMS: not connected; last failure at {}: {reason} (see `check`)",
-            at(&report.last_failure_at)
-        ),
-        // Written when the daemon closes the channel as it stops.
-        (None, None) => "UMS: not connected (the daemon closed the channel when it stopped)".into(),
-    })
+    Some(
+        match crate::ums::ConnectionRecord::read(&settings.paths.state_dir) {
+            Some(record) if record.connected.is_none() && record.last_failure.is_some() => {
+                format!("UMS: {} (see `check`)", record.describe())
+            }
+            Some(record) => format!("UMS: {}", record.describe()),
+            None => "UMS: no connection recorded yet (is the daemon running?)".into(),
+        },
+    )
 }
 
 /// The daemon's status (with its queue) when it runs, else what state.json says.

@@ -84,11 +84,7 @@ pub async fn run(source: ConfigSource, store: Arc<Store>) -> Result<(), DaemonEr
         ums: Mutex::new(None),
     });
     daemon.queue_boot_work()?;
-    let handler: control::server::Handler = {
-        let daemon = daemon.clone();
-        Arc::new(move |request, _privileged| daemon.handle(request))
-    };
-    let server = tokio::spawn(control::server::serve(listener, handler));
+    let server = tokio::spawn(control::server::serve(listener, daemon.handler()));
     let worker = tokio::spawn(daemon.clone().work());
     let notifier = tokio::spawn(daemon.clone().notify_systemd());
     daemon.start_ums();
@@ -165,6 +161,12 @@ impl Daemon {
         self.wake.notify_one();
         self.start_ums();
         Ok(())
+    }
+
+    /// [`Daemon::handle`] for the control socket and the UMS channel.
+    fn handler(self: &Arc<Self>) -> control::server::Handler {
+        let daemon = self.clone();
+        Arc::new(move |request, _privileged| daemon.handle(request))
     }
 
     /// Answers one request; queued commands are persisted before the reply.

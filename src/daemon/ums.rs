@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use super::Daemon;
 use crate::config::settings::UmsSettings;
-use crate::control;
 
 /// The running UMS channel: its settings, its task, and the flag that stops it.
 pub(super) struct UmsTask {
@@ -49,24 +48,19 @@ impl Daemon {
         if let Err(e) = self.store.enable_events() {
             tracing::error!("UMS: cannot read the event queue: {e}");
         }
-        let handler: control::server::Handler = {
-            let daemon = self.clone();
-            Arc::new(move |request, _privileged| daemon.handle(request))
-        };
         let status: crate::ums::StatusFn = {
             let daemon = self.clone();
             Arc::new(move || daemon.status())
         };
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
-        let channel = crate::ums::Channel {
-            settings: ums.clone(),
-            connect_timeout: settings.update.connect_timeout,
-            store: self.store.clone(),
-            state_dir: settings.paths.state_dir.clone(),
-            handler,
+        let channel = crate::ums::Channel::new(
+            ums.clone(),
+            settings.update.connect_timeout,
+            self.store.clone(),
+            self.handler(),
             status,
-            stop: stop_rx,
-        };
+            stop_rx,
+        );
         *current = Some(UmsTask {
             settings: ums,
             task: tokio::spawn(channel.run()),

@@ -332,6 +332,10 @@ impl Store {
         write_atomic(&path, &bytes)
     }
 
+    pub fn state_dir(&self) -> &Path {
+        &self.state_dir
+    }
+
     pub fn staging_dir(&self, app: &str, version: &str) -> PathBuf {
         self.state_dir.join("staging").join(app).join(version)
     }

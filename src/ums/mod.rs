@@ -12,7 +12,7 @@
 pub mod connect;
 pub mod tls;
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -38,21 +38,22 @@ pub const CLOSES_AT_ONCE: Duration = Duration::from_secs(5);
 pub const HELLO_ACK_TIMEOUT: Duration = Duration::from_secs(10);
 /// Clocks further apart than this are warned about (IGEL requires them to agree).
 pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(60);
-pub const REPORT_FILE: &str = "ums.json";
+pub const RECORD_FILE: &str = "ums.json";
 
 /// The status document for `hello` (the same as `status --json` and the `status` command).
 pub type StatusFn = Arc<dyn Fn() -> Value + Send + Sync>;
 
 pub struct Channel {
-    pub settings: UmsSettings,
-    pub connect_timeout: Duration,
-    pub store: Arc<Store>,
-    pub state_dir: PathBuf,
-    pub handler: Handler,
-    pub status: StatusFn,
+    settings: UmsSettings,
+    connect_timeout: Duration,
+    store: Arc<Store>,
+    handler: Handler,
+    status: StatusFn,
     /// Becomes `true` when the daemon stops or the channel is replaced: an open session is
     /// closed with 1001 (going away), a pending round is not started.
-    pub stop: tokio::sync::watch::Receiver<bool>,
+    stop: tokio::sync::watch::Receiver<bool>,
+    /// The clock difference at the last `hello_ack`, kept in the record across failures.
+    clock_skew_s: Option<i64>,
 }
 
 /// How one attempt on one URL ended.
@@ -63,9 +64,9 @@ enum SessionEnd {
     Ended(String),
 }
 
-/// What the channel last saw, for `check` (`<state>/ums.json`).
+/// What the channel last saw, for `check` and `status` (`<state>/ums.json`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Report {
+pub struct ConnectionRecord {
     /// The URL of the open session, if any.
     pub connected: Option<String>,
     pub since: Option<String>,
@@ -75,10 +76,24 @@ pub struct Report {
     pub last_failure_at: Option<String>,
 }
 
-impl Report {
-    pub fn read(state_dir: &std::path::Path) -> Option<Report> {
-        let bytes = std::fs::read(state_dir.join(REPORT_FILE)).ok()?;
+impl ConnectionRecord {
+    pub fn read(state_dir: &Path) -> Option<ConnectionRecord> {
+        let bytes = std::fs::read(state_dir.join(RECORD_FILE)).ok()?;
         serde_json::from_slice(&bytes).ok()
+    }
+
+    /// "connected to URL since T", "not connected; last failure at T: why", or the clean
+    /// close of a daemon that stopped.
+    pub fn describe(&self) -> String {
+        let at = |t: &Option<String>| t.clone().unwrap_or_else(|| "?".into());
+        match (&self.connected, &self.last_failure) {
+            (Some(url), _) => format!("connected to {url} since {}", at(&self.since)),
+            (None, Some(reason)) => format!(
+                "not connected; last failure at {}: {reason}",
+                at(&self.last_failure_at)
+            ),
+            (None, None) => "not connected (the daemon closed the channel when it stopped)".into(),
+        }
     }
 }
 
@@ -106,6 +121,27 @@ pub fn device_id(settings: &UmsSettings) -> Result<String, String> {
 }
 
 impl Channel {
+    pub fn new(
+        settings: UmsSettings,
+        connect_timeout: Duration,
+        store: Arc<Store>,
+        handler: Handler,
+        status: StatusFn,
+        stop: tokio::sync::watch::Receiver<bool>,
+    ) -> Channel {
+        // What an earlier run saw stays in the record until the next hello_ack.
+        let clock_skew_s = ConnectionRecord::read(store.state_dir()).and_then(|r| r.clock_skew_s);
+        Channel {
+            settings,
+            connect_timeout,
+            store,
+            handler,
+            status,
+            stop,
+            clock_skew_s,
+        }
+    }
+
     /// Runs until `stop` (or the task is dropped).
     pub async fn run(mut self) {
         if self.settings.allow_insecure {
@@ -136,7 +172,7 @@ impl Channel {
                 let end = self.session(&url, &device_id).await;
                 if *self.stop.borrow() {
                     // Closed on purpose: nothing failed.
-                    self.record(Report::default());
+                    self.record(ConnectionRecord::default());
                     return;
                 }
                 match end {
@@ -234,12 +270,13 @@ impl Channel {
         };
         *greeted = true;
         let skew = server_time.signed_duration_since(Utc::now()).num_seconds();
+        self.clock_skew_s = Some(skew);
         // Recorded before it is logged: whoever reads the log line finds the file up to date.
-        self.record(Report {
+        self.record(ConnectionRecord {
             connected: Some(url.to_string()),
             since: Some(now_text()),
             clock_skew_s: Some(skew),
-            ..Report::default()
+            ..ConnectionRecord::default()
         });
         if skew.unsigned_abs() > MAX_CLOCK_SKEW.as_secs() {
             tracing::warn!(
@@ -263,8 +300,7 @@ impl Channel {
                     match frame.map_err(|e| connect::classify_ws(&e))? {
                         Message::Text(text) => {
                             awaiting_pong = false;
-                            let reply = self.answer(text.as_bytes());
-                            ws.send(Message::text(reply)).await.map_err(|e| connect::classify_ws(&e))?;
+                            self.answer(ws, text.as_bytes()).await?;
                         }
                         Message::Binary(_) => {
                             let _ = ws.send(Message::Close(Some(CloseFrame {
@@ -324,10 +360,7 @@ impl Channel {
                             ))),
                         };
                     }
-                    let reply = self.answer(text.as_bytes());
-                    ws.send(Message::text(reply))
-                        .await
-                        .map_err(|e| connect::classify_ws(&e))?;
+                    self.answer(ws, text.as_bytes()).await?;
                 }
                 Message::Close(_) => return Ok(None),
                 Message::Binary(_) => {
@@ -341,8 +374,8 @@ impl Channel {
         Ok(None)
     }
 
-    /// One command frame -> its reply frame, through the daemon's handler.
-    fn answer(&self, frame: &[u8]) -> String {
+    /// Answers one command frame with its reply frame, through the daemon's handler.
+    async fn answer(&self, ws: &mut Ws, frame: &[u8]) -> Result<(), ConnectError> {
         let request = control::parse(frame, Utc::now());
         if let Err(rejection) = &request {
             tracing::warn!(
@@ -352,7 +385,7 @@ impl Channel {
             );
         }
         let reply = (self.handler)(request, true);
-        serde_json::to_string(&reply).unwrap_or_else(|_| "{}".into())
+        send(ws, &serde_json::to_value(&reply).unwrap_or_default()).await
     }
 
     /// Sends what is queued, oldest first; each event leaves the queue once its frame was
@@ -392,9 +425,9 @@ impl Channel {
         result
     }
 
-    fn record(&self, report: Report) {
-        let path = self.state_dir.join(REPORT_FILE);
-        if let Ok(bytes) = serde_json::to_vec(&report)
+    fn record(&self, record: ConnectionRecord) {
+        let path = self.store.state_dir().join(RECORD_FILE);
+        if let Ok(bytes) = serde_json::to_vec(&record)
             && let Err(e) = crate::store::write_atomic(&path, &bytes)
         {
             tracing::debug!("cannot write {}: {e}", path.display());
@@ -402,11 +435,10 @@ impl Channel {
     }
 
     fn record_failure(&self, reason: &str) {
-        let previous = Report::read(&self.state_dir).unwrap_or_default();
-        self.record(Report {
+        self.record(ConnectionRecord {
             connected: None,
             since: None,
-            clock_skew_s: previous.clock_skew_s,
+            clock_skew_s: self.clock_skew_s,
             last_failure: Some(reason.to_string()),
             last_failure_at: Some(now_text()),
         });

@@ -147,20 +147,12 @@ impl Device {
 
     /// `<state>/apps/<app>/<version>/<path>`
     pub fn installed(&self, app: &str, version: &str, path: &str) -> PathBuf {
-        self.state_dir()
-            .join("apps")
-            .join(app)
-            .join(version)
-            .join(path)
+        crate::support::installed_path(self.state_dir(), app, version, path)
     }
 
     /// `<state>/staging/<app>/<version>/<path>.part`
     pub fn part(&self, app: &str, version: &str, path: &str) -> PathBuf {
-        self.state_dir()
-            .join("staging")
-            .join(app)
-            .join(version)
-            .join(format!("{path}.part"))
+        crate::support::part_path(self.state_dir(), app, version, path)
     }
 
     /// Panics unless the version's payload file holds exactly `expected`.

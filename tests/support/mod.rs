@@ -49,6 +49,30 @@ pub fn wait_until(what: &str, timeout: Duration, mut condition: impl FnMut() -> 
     }
 }
 
+/// `<state>/apps/<app>/<version>/<path>`: where a complete version's file lives (DESIGN 3).
+pub fn installed_path(
+    state_dir: &std::path::Path,
+    app: &str,
+    version: &str,
+    path: &str,
+) -> std::path::PathBuf {
+    state_dir.join("apps").join(app).join(version).join(path)
+}
+
+/// `<state>/staging/<app>/<version>/<path>.part`: a partial download (DESIGN 3).
+pub fn part_path(
+    state_dir: &std::path::Path,
+    app: &str,
+    version: &str,
+    path: &str,
+) -> std::path::PathBuf {
+    state_dir
+        .join("staging")
+        .join(app)
+        .join(version)
+        .join(format!("{path}.part"))
+}
+
 /// A fresh temporary directory whose name starts with `igel-test-<prefix>`, so leftovers of a
 /// crashed test are easy to recognise under the temp dir.
 pub fn temp_dir(prefix: &str) -> tempfile::TempDir {
