@@ -11,9 +11,9 @@
 //! application data. The DER reader rejects whatever it does not understand instead of guessing,
 //! and never indexes out of bounds: a malformed certificate is an error, never a panic.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::net::TcpStream;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use rustls::DigitallySignedStruct;
@@ -203,16 +203,19 @@ fn digits(text: &[u8], at: usize) -> Option<u32> {
     }
 }
 
-/// The DER of the leaf certificate that the TLS server at `addr` presents for `host` (sent as
-/// SNI). Connecting and the handshake together must finish within `timeout`.
+/// The DER of the leaf certificate that the TLS server on `tcp` presents for `host` (sent as
+/// SNI). The handshake must finish within `timeout`.
 ///
 /// The handshake is a real one (the server must prove it holds the certificate's key), but any
 /// certificate is accepted: this only reads its dates.
 pub async fn peer_certificate(
     host: &str,
-    addr: SocketAddr,
+    tcp: TcpStream,
     timeout: Duration,
 ) -> Result<Vec<u8>, String> {
+    let addr = tcp
+        .peer_addr()
+        .map_or_else(|_| "?".to_string(), |a| a.to_string());
     // `Url::host_str` writes IPv6 addresses in brackets; a server name has none.
     let name = host.trim_start_matches('[').trim_end_matches(']');
     let server_name = ServerName::try_from(name.to_string())
@@ -227,9 +230,6 @@ pub async fn peer_certificate(
         .with_no_client_auth();
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     let handshake = async {
-        let tcp = tokio::net::TcpStream::connect(addr)
-            .await
-            .map_err(|e| format!("{addr}: {e}"))?;
         let mut tls = connector
             .connect(server_name, tcp)
             .await

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use chrono::Utc;
+use tokio::net::TcpStream;
 
 use super::{Finding, Level, certificate_finding, check_clock};
 use crate::config::RepositorySettings;
@@ -28,68 +29,12 @@ pub(super) async fn check(
     }
     let host = settings.url.host_str().unwrap_or_default().to_string();
     let port = settings.url.port_or_known_default().unwrap_or(443);
-    match tokio::net::lookup_host((host.as_str(), port)).await {
-        Ok(mut addrs) => match addrs.next() {
-            Some(addr) => {
-                out.push(Finding::new(
-                    Level::Ok,
-                    &subject,
-                    "dns",
-                    format!("{host} is {}", addr.ip()),
-                ));
-                match tokio::time::timeout(timeouts.connect, tokio::net::TcpStream::connect(addr))
-                    .await
-                {
-                    Ok(Ok(_)) => out.push(Finding::new(
-                        Level::Ok,
-                        &subject,
-                        "connect",
-                        format!("{addr} accepts connections"),
-                    )),
-                    Ok(Err(e)) => {
-                        out.push(
-                            Finding::new(Level::Fail, &subject, "connect", format!("{addr}: {e}"))
-                                .hint("is the server running, and does a firewall allow the port?"),
-                        );
-                        return out;
-                    }
-                    Err(_) => {
-                        out.push(
-                            Finding::new(
-                                Level::Fail,
-                                &subject,
-                                "connect",
-                                format!("{addr}: no answer within {:?}", timeouts.connect),
-                            )
-                            .hint("a firewall may drop the connection"),
-                        );
-                        return out;
-                    }
-                }
-                if settings.url.scheme() == "https" {
-                    out.push(check_certificate(&subject, &host, addr, timeouts.connect).await);
-                }
-            }
-            None => {
-                out.push(
-                    Finding::new(
-                        Level::Fail,
-                        &subject,
-                        "dns",
-                        format!("{host} has no address"),
-                    )
-                    .hint("check the URL and the DNS server"),
-                );
-                return out;
-            }
-        },
-        Err(e) => {
-            out.push(
-                Finding::new(Level::Fail, &subject, "dns", format!("{host}: {e}"))
-                    .hint("check the URL and the DNS server"),
-            );
-            return out;
-        }
+    let tcp = match reach(&subject, &host, port, timeouts.connect, &mut out).await {
+        Some(tcp) => tcp,
+        None => return out,
+    };
+    if settings.url.scheme() == "https" {
+        out.push(check_certificate(&subject, &host, tcp, timeouts.connect).await);
     }
     let repo = match Repository::new(settings.clone(), timeouts) {
         Ok(r) => r,
@@ -129,15 +74,84 @@ pub(super) async fn check(
     out
 }
 
-/// Reads the server's certificate over a handshake of its own: the listing's client refuses an
-/// untrusted or expired certificate before its dates could be read.
+/// Name resolution and a TCP connection, each a finding; the connection when both worked.
+async fn reach(
+    subject: &str,
+    host: &str,
+    port: u16,
+    timeout: Duration,
+    out: &mut Vec<Finding>,
+) -> Option<TcpStream> {
+    let addr = match tokio::net::lookup_host((host, port)).await {
+        Ok(mut addrs) => addrs.next(),
+        Err(e) => {
+            out.push(
+                Finding::new(Level::Fail, subject, "dns", format!("{host}: {e}"))
+                    .hint("check the URL and the DNS server"),
+            );
+            return None;
+        }
+    };
+    let Some(addr) = addr else {
+        out.push(
+            Finding::new(
+                Level::Fail,
+                subject,
+                "dns",
+                format!("{host} has no address"),
+            )
+            .hint("check the URL and the DNS server"),
+        );
+        return None;
+    };
+    out.push(Finding::new(
+        Level::Ok,
+        subject,
+        "dns",
+        format!("{host} is {}", addr.ip()),
+    ));
+    match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+        Ok(Ok(tcp)) => {
+            out.push(Finding::new(
+                Level::Ok,
+                subject,
+                "connect",
+                format!("{addr} accepts connections"),
+            ));
+            Some(tcp)
+        }
+        Ok(Err(e)) => {
+            out.push(
+                Finding::new(Level::Fail, subject, "connect", format!("{addr}: {e}"))
+                    .hint("is the server running, and does a firewall allow the port?"),
+            );
+            None
+        }
+        Err(_) => {
+            out.push(
+                Finding::new(
+                    Level::Fail,
+                    subject,
+                    "connect",
+                    format!("{addr}: no answer within {timeout:?}"),
+                )
+                .hint("a firewall may drop the connection"),
+            );
+            None
+        }
+    }
+}
+
+/// Reads the server's certificate over a handshake of its own (on the connection the connect
+/// step opened): the listing's client refuses an untrusted or expired certificate before its
+/// dates could be read.
 async fn check_certificate(
     subject: &str,
     host: &str,
-    addr: std::net::SocketAddr,
+    tcp: TcpStream,
     timeout: Duration,
 ) -> Finding {
-    let read = crate::x509::peer_certificate(host, addr, timeout)
+    let read = crate::x509::peer_certificate(host, tcp, timeout)
         .await
         .and_then(|der| crate::x509::validity(&der));
     match read {

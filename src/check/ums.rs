@@ -197,7 +197,11 @@ async fn untrusted_certificate(subject: &str, url: &str, timeout: Duration) -> O
         .await
         .ok()?
         .next()?;
-    let der = crate::x509::peer_certificate(&host, addr, timeout)
+    let tcp = tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr))
+        .await
+        .ok()?
+        .ok()?;
+    let der = crate::x509::peer_certificate(&host, tcp, timeout)
         .await
         .ok()?;
     Some(server_certificate(subject, &der))
