@@ -8,12 +8,12 @@
 //!
 //! This module never decides trust: whether the chain is trusted is the repository client's
 //! decision (`crate::repository`), and `check` reports it separately. It never sends
-//! application data. The DER reader rejects whatever it does not understand instead of guessing,
+//! application data. Its accept-any verifier ([`any_certificate`]) also serves `[ums]
+//! allow_insecure` (tests only). The DER reader rejects whatever it does not understand instead of guessing,
 //! and never indexes out of bounds: a malformed certificate is an error, never a panic.
 
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpStream;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use rustls::DigitallySignedStruct;
@@ -22,6 +22,7 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
 
 /// When a certificate is valid: from `not_before` to `not_after`, both inclusive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
