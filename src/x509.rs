@@ -8,9 +8,10 @@
 //!
 //! This module never decides trust: whether the chain is trusted is the repository client's
 //! decision (`crate::repository`), and `check` reports it separately. It never sends
-//! application data. Its accept-any verifier ([`any_certificate`]) also serves `[ums]
-//! allow_insecure` (tests only). The DER reader rejects whatever it does not understand instead of guessing,
-//! and never indexes out of bounds: a malformed certificate is an error, never a panic.
+//! application data. Its accept-any verifier ([`any_certificate`]) also serves
+//! `[ums] allow_insecure` (tests only). The DER reader rejects whatever it does not understand
+//! instead of guessing, and never indexes out of bounds: a malformed certificate is an error,
+//! never a panic.
 
 use std::sync::Arc;
 use std::time::Duration;
