@@ -165,12 +165,16 @@ impl Store {
     /// From now on, state changes are queued as events for the UMS (only a device with a UMS
     /// wants them). Reads what an earlier run left.
     pub fn enable_events(&self) -> Result<(), StoreError> {
-        if self.events.lock().is_some() {
+        if self.events_enabled() {
             return Ok(());
         }
         let queue = load(&self.state_dir)?;
         *self.events.lock() = Some(queue);
         Ok(())
+    }
+
+    pub(super) fn events_enabled(&self) -> bool {
+        self.events.lock().is_some()
     }
 
     /// Resolves when events may have been added since the last call (for the UMS channel).

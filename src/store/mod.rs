@@ -304,10 +304,13 @@ impl Store {
     /// Changes the state and writes it to disk before returning.
     pub fn update<T>(&self, change: impl FnOnce(&mut State) -> T) -> Result<T, StoreError> {
         let mut state = self.lock_state();
-        let before = events::Signature::of(&state);
+        // Only a device with a UMS pays for the comparison.
+        let before = self.events_enabled().then(|| events::Signature::of(&state));
         let out = change(&mut state);
         self.save(&state)?;
-        self.record_events(&before, &state);
+        if let Some(before) = before {
+            self.record_events(&before, &state);
+        }
         Ok(out)
     }
 
