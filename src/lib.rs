@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod control;
 pub mod daemon;
+pub mod durable;
 pub mod failpoint;
 pub mod idf;
 pub mod manifest;

@@ -5,8 +5,8 @@ use std::fmt::Write;
 
 use serde::Serialize;
 
-use crate::config::Settings;
-use crate::store::State;
+use crate::config::{SetAside, Settings};
+use crate::store::{QueuedCommand, State};
 
 /// The steps of an update, each with its IGEL status text.
 #[derive(Debug, Clone, Copy)]
@@ -64,6 +64,28 @@ pub struct AppStatus {
     pub error: Option<String>,
 }
 
+/// One waiting command, as `status` shows the queue.
+#[derive(Debug, Serialize, serde::Deserialize)]
+pub struct QueuedStatus {
+    pub id: String,
+    pub command: String,
+    pub not_before: Option<chrono::DateTime<chrono::Utc>>,
+    pub running: bool,
+    pub deferrals: u32,
+}
+
+impl QueuedStatus {
+    pub fn new(c: &QueuedCommand, running: bool) -> QueuedStatus {
+        QueuedStatus {
+            id: c.id.clone(),
+            command: c.command.name().to_string(),
+            not_before: c.not_before,
+            running,
+            deferrals: c.deferrals,
+        }
+    }
+}
+
 /// The `status --json` document.
 #[derive(Debug, Serialize, serde::Deserialize)]
 pub struct Status {
@@ -73,6 +95,13 @@ pub struct Status {
     pub applied_idf_sha256: Option<String>,
     pub update_status: Option<String>,
     pub apps: Vec<AppStatus>,
+    /// Persisted settings and journal entries that did not validate and are not applied;
+    /// `settings --reset NAME` drops one.
+    #[serde(default)]
+    pub set_aside: Vec<SetAside>,
+    /// The daemon's queue (from `state.json` when no daemon answers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commands: Option<Vec<QueuedStatus>>,
 }
 
 impl Status {
@@ -101,6 +130,13 @@ impl Status {
                     error: a.error.clone(),
                 })
                 .collect(),
+            set_aside: settings
+                .set_aside
+                .iter()
+                .chain(&state.set_aside)
+                .cloned()
+                .collect(),
+            commands: None,
         }
     }
 
@@ -125,6 +161,15 @@ impl Status {
                 "off"
             }
         );
+        if !self.set_aside.is_empty() {
+            let _ = writeln!(
+                out,
+                "Set aside (kept, not applied; `igel-update-agent settings --reset NAME` drops one):"
+            );
+            for item in &self.set_aside {
+                let _ = writeln!(out, "  {}: {}", item.name, item.reason);
+            }
+        }
         if self.apps.is_empty() {
             out.push_str("No apps assigned.\n");
             return out;

@@ -269,7 +269,7 @@ fn corrupt_state_json_is_kept_aside_and_the_state_rebuilt_from_disk() {
 }
 
 #[test]
-fn unknown_state_in_state_json_is_a_clear_error_or_recovered() {
+fn a_bad_app_record_is_set_aside_named_and_rebuilt_from_disk() {
     let repo = Repo::start();
     let data = repo.add(APP, "1.0", false);
     let device = repo.device("");
@@ -280,13 +280,33 @@ fn unknown_state_in_state_json_is_a_clear_error_or_recovered() {
     state["apps"][0]["state"] = serde_json::json!("exploded");
     fs::write(&journal, state.to_string()).expect("cannot rewrite state.json");
 
-    assert_unreadable_journal_is_reported(&device.run(&["status", "--json"]), "exploded");
-    activate_at_boot(&device).assert_success();
+    // The rest of the journal still counts; the bad record is named, with the way out.
+    let out = device.run(&["status", "--json"]);
+    out.assert_success();
+    let doc = out.json();
+    assert_eq!(doc["update_status"], "Update successful", "{doc:#}");
+    let aside = &doc["set_aside"][0];
+    assert_eq!(aside["name"], format!("app:{APP}"), "{doc:#}");
+    assert!(
+        aside["reason"].as_str().unwrap_or("").contains("exploded"),
+        "{doc:#}"
+    );
+    let text = device.run(&["status"]);
+    assert!(
+        text.stdout.contains("settings --reset") && text.stdout.contains(&format!("app:{APP}")),
+        "{}",
+        text.stdout
+    );
 
-    let kept = device.state_dir().join("state.json.corrupt");
-    let kept = fs::read_to_string(&kept).expect("the bad journal is kept");
-    assert!(kept.contains("exploded"), "{kept}");
+    // The first process that takes the lock rebuilds the record from the `current` link.
+    activate_at_boot(&device).assert_success();
+    assert!(!device.state_dir().join("state.json.corrupt").exists());
     assert_installed(&device, APP, "1.0", &data);
+    // The notice stays until someone forgets it.
+    device
+        .run(&["settings", "--reset", &format!("app:{APP}")])
+        .assert_success();
+    assert_eq!(status(&device)["set_aside"], serde_json::json!([]));
 }
 
 #[test]

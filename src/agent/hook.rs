@@ -148,7 +148,7 @@ pub async fn ask_user(
     // "Until answered" still ends after a day, so a forgotten dialog cannot block for ever.
     let wait = match timeout_s {
         0 => Duration::from_secs(86_400),
-        s => Duration::from_secs(s + 5),
+        s => Duration::from_secs(s.saturating_add(5)),
     };
     match run("notify command", notify_command, &env, wait, &[0, 10]).await {
         Ok(done) if done.status.code() == Some(10) && can_cancel => Answer::Later,

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use crate::bandwidth::Bandwidth;
 use crate::config::Settings;
 use crate::idf::Idf;
-use crate::repository::{Repository, RepositoryError, Timeouts};
+use crate::repository::{Repository, RepositoryError};
 use crate::store::{AppState, Store, StoreError};
 use crate::transfer::RetryPolicy;
 use lifecycle::Event;
@@ -72,16 +72,7 @@ impl Agent {
         store: Arc<Store>,
         bandwidth: Arc<Bandwidth>,
     ) -> Result<Agent, AgentError> {
-        let timeouts = Timeouts {
-            connect: settings.update.connect_timeout,
-            read: settings.update.read_timeout,
-        };
-        let repositories = settings
-            .repositories
-            .iter()
-            .filter(|r| !r.hidden())
-            .map(|r| Repository::new(r.clone(), &timeouts))
-            .collect::<Result<Vec<_>, _>>()?;
+        let repositories = crate::repository::build_all(&settings, false)?;
         let policy = RetryPolicy {
             retries: settings.update.retries,
             base: settings.update.retry_backoff,

@@ -206,8 +206,8 @@ impl Agent {
                 )
             })
             .collect();
-        self.store.update(|s| {
-            s.idf = Some(idf.clone());
+        self.store.update_with_document(Some(idf), |s, stored| {
+            s.idf = stored;
             s.idf_sha256 = Some(digest.to_string());
         })?;
         for (app, on_disk) in leaving {

@@ -20,9 +20,7 @@ pub fn run(global: &Global, args: Args) -> CmdResult {
     }
     // Activation never contacts a repository: it must not fail on a password (or a systemd
     // credential) that only the daemon's unit provides.
-    let mut config = global.config.clone();
-    config.secrets = false;
-    let settings = config.load().map_err(Failure::usage)?;
+    let settings = global.settings_with(crate::config::FileAccess::Skip)?;
     let rt = super::runtime()?;
     let store = super::open_store(&settings)?;
     rt.block_on(run_job(settings, store, Job::ActivateAtBoot, false))

@@ -28,17 +28,30 @@ pub fn run(global: &Global, cmd: Command) -> CmdResult {
 }
 
 fn check(global: &Global, json: bool) -> CmdResult {
-    let settings = global.settings()?;
+    let mut settings = global.settings()?;
+    // A credential outside systemd is no configuration error, but worth saying.
+    for repo in &settings.repositories {
+        if let Some(crate::config::Password::Unavailable(reason)) = repo.auth.password() {
+            let warning = format!("repository {:?}: {reason}", repo.name);
+            tracing::warn!("{warning}");
+            settings.warnings.push(warning);
+        }
+    }
     if json {
         #[derive(Serialize)]
         struct Report<'a> {
             valid: bool,
             warnings: &'a [String],
+            /// Registry keys of the `settings` command in force.
+            overridden: &'a [String],
+            set_aside: &'a [crate::config::SetAside],
             settings: &'a crate::config::Settings,
         }
         let report = Report {
             valid: true,
             warnings: &settings.warnings,
+            overridden: &settings.overridden,
+            set_aside: &settings.set_aside,
             settings: &settings,
         };
         println!(
@@ -61,6 +74,17 @@ fn check(global: &Global, json: bool) -> CmdResult {
                 files.join(", ")
             }
         );
+        if !settings.overridden.is_empty() {
+            eprintln!(
+                "settings made by the `settings` command (in {}): {}",
+                settings
+                    .paths
+                    .state_dir
+                    .join(crate::config::overrides::FILE)
+                    .display(),
+                settings.overridden.join(", ")
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -75,7 +99,7 @@ fn import_registry(file: &std::path::Path) -> CmdResult {
 }
 
 pub fn repos(global: &Global, json: bool) -> CmdResult {
-    let settings = global.settings()?;
+    let settings = global.settings_with(crate::config::FileAccess::Skip)?;
     #[derive(Serialize)]
     struct Row<'a> {
         order: Option<usize>,
@@ -97,11 +121,7 @@ pub fn repos(global: &Global, json: bool) -> CmdResult {
             name: &r.name,
             url: r.url.as_str(),
             priority: r.priority,
-            auth: match r.auth {
-                crate::config::RepositoryAuth::None => "none",
-                crate::config::RepositoryAuth::Basic { .. } => "basic",
-                crate::config::RepositoryAuth::Digest { .. } => "digest",
-            },
+            auth: r.auth.name(),
             hidden: r.hidden(),
         })
         .collect();

@@ -15,7 +15,12 @@ pub struct Args {
 }
 
 pub fn run(global: &Global, args: Args) -> CmdResult {
-    let settings = global.settings()?;
+    // Forwarding to the daemon needs no password (see `update`).
+    let settings = global
+        .config
+        .with_access(crate::config::FileAccess::Skip)
+        .load()
+        .map_err(Failure::usage)?;
     let rt = super::runtime()?;
     let mut request = idf_fields(args.idf.as_deref())?;
     if request.contains_key("idf_url") {
@@ -33,5 +38,6 @@ pub fn run(global: &Global, args: Args) -> CmdResult {
     if let Some(result) = via_daemon(&rt, &settings, &request, args.wait) {
         return result;
     }
+    let settings = global.settings()?;
     run_here(&rt, settings, &request, args.idf.as_deref(), Job::Delivery)
 }

@@ -21,7 +21,12 @@ pub enum Job {
 
 fn agent_failure(e: AgentError) -> Failure {
     match e {
-        AgentError::NoRepositories => Failure::usage(e),
+        // What the configuration lacks here (a repository, a password this process cannot
+        // read): exit 2, like any configuration error.
+        AgentError::NoRepositories
+        | AgentError::Repository(crate::repository::RepositoryError::Setup { .. }) => {
+            Failure::usage(e)
+        }
         other => Failure::failed(other),
     }
 }

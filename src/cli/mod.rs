@@ -11,6 +11,7 @@ mod job;
 mod logging;
 mod repo_cmd;
 mod run;
+mod settings;
 mod status;
 mod update;
 
@@ -19,7 +20,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{ConfigSource, Settings};
+use crate::config::{ConfigSource, FileAccess, Settings};
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, Parser)]
@@ -66,6 +67,9 @@ enum Command {
     Status(status::Args),
     /// Health check: repositories (DNS, connection, TLS, authentication, clock, files), space.
     Check(check::Args),
+    /// Change the settings the UMS `settings` command changes (IGEL registry keys), or
+    /// list them; through the daemon when it runs.
+    Settings(settings::Args),
     /// Repositories in the order they are tried; hidden ones marked.
     Repos {
         #[arg(long)]
@@ -124,11 +128,30 @@ pub struct Global {
 }
 
 impl Global {
-    /// Loads and validates the configuration; warnings go to the log.
+    /// The effective configuration (files, drop-ins, persisted settings), reading the files
+    /// it names; warnings and what is set aside go to the log.
     pub fn settings(&self) -> Result<Settings, Failure> {
-        let settings = self.config.load().map_err(Failure::usage)?;
+        self.settings_with(FileAccess::Read)
+    }
+
+    /// Like [`Global::settings`]; with [`FileAccess::Skip`] for a command that never contacts
+    /// a repository (it must work as any user and outside systemd).
+    pub fn settings_with(&self, access: FileAccess) -> Result<Settings, Failure> {
+        let settings = self
+            .config
+            .with_access(access)
+            .load()
+            .map_err(Failure::usage)?;
         for warning in &settings.warnings {
             tracing::warn!("{warning}");
+        }
+        for item in &settings.set_aside {
+            tracing::warn!(
+                "setting set aside (not applied): {}: {}; `igel-update-agent settings --reset {}` drops it",
+                item.name,
+                item.reason,
+                item.name
+            );
         }
         Ok(settings)
     }
@@ -150,6 +173,7 @@ pub fn main() -> ExitCode {
         Command::Activate(args) => activate::run(&global, args),
         Command::Status(args) => status::run(&global, args),
         Command::Check(args) => check::run(&global, args),
+        Command::Settings(args) => settings::run(&global, args),
         Command::Repos { json } => config_cmd::repos(&global, json),
         Command::Config(cmd) => config_cmd::run(&global, cmd),
         Command::Repo(cmd) => repo_cmd::run(&global, cmd),

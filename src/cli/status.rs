@@ -22,7 +22,8 @@ pub struct Args {
 }
 
 pub fn run(global: &Global, args: Args) -> CmdResult {
-    let settings = global.settings()?;
+    // Status reads state and asks the daemon: no password or credential is needed.
+    let settings = global.settings_with(crate::config::FileAccess::Skip)?;
     let rt = super::runtime()?;
     if args.watch {
         return watch(&rt, &settings);
@@ -73,7 +74,15 @@ fn current(
     let state = read_state(&settings.paths.state_dir)
         .map_err(Failure::failed)?
         .unwrap_or_default();
-    serde_json::to_value(Status::new(settings, &state)).map_err(Failure::failed)
+    let mut status = Status::new(settings, &state);
+    status.commands = Some(
+        state
+            .commands
+            .iter()
+            .map(|c| crate::report::QueuedStatus::new(c, false))
+            .collect(),
+    );
+    serde_json::to_value(status).map_err(Failure::failed)
 }
 
 fn watch(rt: &tokio::runtime::Runtime, settings: &Settings) -> CmdResult {

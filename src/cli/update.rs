@@ -33,19 +33,36 @@ pub struct Args {
 }
 
 pub fn run(global: &Global, args: Args) -> CmdResult {
-    let settings = global.settings()?;
+    // Forwarding to the daemon needs no password: read none until it is clear that this
+    // process transfers itself.
+    let settings = global
+        .config
+        .with_access(crate::config::FileAccess::Skip)
+        .load()
+        .map_err(Failure::usage)?;
     let at = match &args.at {
-        Some(text) => Some(
-            chrono::DateTime::parse_from_rfc3339(text)
+        Some(text) => {
+            let at = chrono::DateTime::parse_from_rfc3339(text)
                 .map_err(|e| {
                     Failure::usage(anyhow::anyhow!(
                         "--at {text:?} is not an RFC 3339 time: {e}"
                     ))
                 })?
-                .with_timezone(&chrono::Utc),
-        ),
+                .with_timezone(&chrono::Utc);
+            crate::control::check_at(at, chrono::Utc::now())
+                .map_err(|e| Failure::usage(anyhow::anyhow!("--at: {e}")))?;
+            Some(at)
+        }
         None => None,
     };
+    if let Some(secs) = args.inform_user
+        && secs > crate::control::MAX_INFORM_TIMEOUT_S
+    {
+        return Err(Failure::usage(anyhow::anyhow!(
+            "--inform-user {secs} is over the bound of {} seconds (a day; 0 = until answered)",
+            crate::control::MAX_INFORM_TIMEOUT_S
+        )));
+    }
     let rt = super::runtime()?;
     let mut request = idf_fields(args.idf.as_deref())?;
     request.insert("id".into(), command_id("update").into());
@@ -66,8 +83,12 @@ pub fn run(global: &Global, args: Args) -> CmdResult {
     if let Some(result) = via_daemon(&rt, &settings, &request, args.wait) {
         return result;
     }
+    let settings = global.settings()?;
     if let Some(at) = at {
-        let wait = (at - chrono::Utc::now()).to_std().unwrap_or_default();
+        let wait = at
+            .signed_duration_since(chrono::Utc::now())
+            .to_std()
+            .unwrap_or_default();
         tracing::info!(
             "no daemon runs: waiting in this process until {} to update",
             at.to_rfc3339()

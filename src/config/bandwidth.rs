@@ -4,6 +4,9 @@
 /// The value used when the configured one is not valid.
 pub const DEFAULT_LIMIT: &str = "2MB";
 pub const DEFAULT_LIMIT_BYTES: u64 = 2 * 1024 * 1024;
+/// The largest limit taken as written (10GB/s, beyond any link a thin client has); a larger
+/// number is as incorrect as a typo.
+pub const MAX_LIMIT_BYTES: u64 = 10 * 1024 * 1024 * 1024;
 
 /// Parses a bandwidth string into bytes per second, or `None` if it is not valid.
 pub fn parse_limit(text: &str) -> Option<u64> {
@@ -18,7 +21,9 @@ pub fn parse_limit(text: &str) -> Option<u64> {
         _ => return None,
     };
     let value: u64 = text[..digits].parse().ok()?;
-    value.checked_mul(unit).filter(|&bytes| bytes > 0)
+    value
+        .checked_mul(unit)
+        .filter(|&bytes| bytes > 0 && bytes <= MAX_LIMIT_BYTES)
 }
 
 /// Parses like [`parse_limit`], falling back to the default with a warning that names the value.
@@ -29,7 +34,7 @@ pub fn parse_limit_or_default(text: &str, origin: &str) -> (u64, Option<String>)
             DEFAULT_LIMIT_BYTES,
             Some(format!(
                 "{origin}: bandwidth_limit {text:?} is not a valid limit (a whole number above 0 \
-                 followed by nothing, KB, MB or GB, no space); using {DEFAULT_LIMIT}"
+                 followed by nothing, KB, MB or GB, no space, at most 10GB); using {DEFAULT_LIMIT}"
             )),
         ),
     }
@@ -45,6 +50,7 @@ mod tests {
         assert_eq!(parse_limit("512KB"), Some(512 * 1024));
         assert_eq!(parse_limit("1GB"), Some(1024 * 1024 * 1024));
         assert_eq!(parse_limit("3"), Some(3 * 1024 * 1024));
+        assert_eq!(parse_limit("10GB"), Some(MAX_LIMIT_BYTES));
     }
 
     #[test]
@@ -62,6 +68,8 @@ mod tests {
             "2MB ",
             "-2MB",
             "99999999999999999999",
+            "11GB",
+            "10241MB",
         ] {
             assert_eq!(parse_limit(bad), None, "{bad:?}");
             let (bytes, warning) = parse_limit_or_default(bad, "agent.toml:3");

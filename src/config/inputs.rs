@@ -9,16 +9,33 @@ use toml::Spanned;
 
 use super::fragments::{Fragment, RawLimit};
 
-/// Where a value was written: `file:line`.
+/// Where a value was written: `file:line`, or the IGEL registry key of a persisted setting
+/// (the `settings` command), which overrides the files.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Origin {
     pub path: PathBuf,
     pub line: usize,
+    /// The registry key, for a value that came from the `settings` command.
+    pub setting: Option<String>,
+}
+
+impl Origin {
+    /// A value set by the `settings` command with registry key `key`.
+    pub fn setting(key: &str) -> Origin {
+        Origin {
+            path: PathBuf::from(super::overrides::FILE),
+            line: 0,
+            setting: Some(key.to_string()),
+        }
+    }
 }
 
 impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.path.display(), self.line)
+        match &self.setting {
+            Some(key) => write!(f, "setting {key}"),
+            None => write!(f, "{}:{}", self.path.display(), self.line),
+        }
     }
 }
 
@@ -103,6 +120,7 @@ impl Reader<'_> {
         Origin {
             path: self.0.path.clone(),
             line: self.0.line_of(offset),
+            setting: None,
         }
     }
     fn src<T: Clone>(&self, s: &Spanned<T>) -> Sourced<T> {

@@ -7,14 +7,17 @@
 pub mod bandwidth;
 pub mod fragments;
 pub mod inputs;
+pub mod overrides;
 pub mod registry;
 mod repository;
 pub mod settings;
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use inputs::Origin;
+pub use overrides::{Overrides, SetAside};
 pub use settings::{RebootPolicy, RepositoryAuth, RepositorySettings, Settings, UpdateSettings};
 
 pub const DEFAULT_CONFIG: &str = "/etc/igel-update-agent/agent.toml";
@@ -28,12 +31,35 @@ pub enum ConfigError {
     },
     #[error("{}: {message}", path.display())]
     Parse { path: PathBuf, message: String },
-    #[error("{origin}: key `{key}`: {reason}")]
+    #[error("{}", describe_invalid(origin, key, reason))]
     Invalid {
         origin: Origin,
         key: String,
         reason: String,
     },
+}
+
+/// `file:line: key `k`: reason`, or for a persisted setting `setting KEY: reason` (the
+/// registry key already says which key).
+fn describe_invalid(origin: &Origin, key: &str, reason: &str) -> String {
+    match &origin.setting {
+        Some(setting) if setting == key => format!("setting {setting}: {reason}"),
+        Some(setting) => format!("setting {setting}: {key}: {reason}"),
+        None => format!("{origin}: key `{key}`: {reason}"),
+    }
+}
+
+impl ConfigError {
+    /// The group of persisted keys (see [`Overrides::groups`]) the error is about, if any.
+    pub fn setting(&self) -> Option<String> {
+        match self {
+            ConfigError::Invalid { origin, .. } => origin
+                .setting
+                .as_ref()
+                .map(|key| registry::parse_key(key).map_or_else(|_| key.clone(), |t| t.group())),
+            _ => None,
+        }
+    }
 }
 
 /// A password or key. Its value leaves this type only through [`Secret::expose`]; printing,
@@ -68,6 +94,54 @@ impl serde::Serialize for Secret {
     }
 }
 
+/// A repository's password as this process has it.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Password {
+    Loaded(Secret),
+    /// Not read: the command never contacts a repository ([`FileAccess::Skip`]).
+    NotRead,
+    /// It cannot be had in this process, and why, with the way to provide it.
+    Unavailable(String),
+}
+
+impl Password {
+    /// The secret, or what to tell the user when there is none.
+    pub fn get(&self) -> Result<&Secret, String> {
+        match self {
+            Password::Loaded(secret) => Ok(secret),
+            Password::NotRead => Err("the password was not read".into()),
+            Password::Unavailable(reason) => Err(reason.clone()),
+        }
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Password::Unavailable(reason) => write!(f, "Unavailable({reason})"),
+            _ => f.write_str("***"),
+        }
+    }
+}
+
+impl serde::Serialize for Password {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("***")
+    }
+}
+
+/// Whether loading the configuration reads the files it names: password files, credentials,
+/// CA certificates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileAccess {
+    /// For commands that never contact a repository (`status`, `repos`, `activate --boot`)
+    /// or only forward to the daemon: they must work as any user, outside systemd.
+    Skip,
+    /// Read and check them. A `credential` outside systemd is [`Password::Unavailable`],
+    /// not an error: only a transfer needs it.
+    Read,
+}
+
 /// Where the configuration comes from: the file, and whether the user named it (then it must
 /// exist) or it is the default path (then its absence means defaults).
 #[derive(Debug, Clone)]
@@ -75,8 +149,7 @@ pub struct ConfigSource {
     pub path: PathBuf,
     pub explicit: bool,
     pub state_dir: Option<PathBuf>,
-    /// Read passwords (`false` for commands that never contact a repository).
-    pub secrets: bool,
+    pub access: FileAccess,
 }
 
 impl ConfigSource {
@@ -85,39 +158,110 @@ impl ConfigSource {
             path: path.map_or_else(|| PathBuf::from(DEFAULT_CONFIG), Path::to_path_buf),
             explicit: path.is_some(),
             state_dir: state_dir.map(Path::to_path_buf),
-            secrets: true,
+            access: FileAccess::Read,
         }
     }
 
+    /// The same source with another [`FileAccess`].
+    pub fn with_access(&self, access: FileAccess) -> ConfigSource {
+        ConfigSource {
+            access,
+            ..self.clone()
+        }
+    }
+
+    /// The effective configuration every command uses: the main file, the drop-ins, then the
+    /// settings the `settings` command persisted in the state directory. A persisted setting
+    /// that no longer validates is set aside (listed in [`Settings::set_aside`]), never an
+    /// error: only the files can make this fail.
     pub fn load(&self) -> Result<Settings, ConfigError> {
-        self.load_with_overrides(&std::collections::BTreeMap::new())
+        let fragments = fragments::read_all(&self.path, self.explicit)?;
+        let state_dir = settings::state_dir(&inputs::merge(&fragments), self.state_dir.as_deref());
+        let (persisted, problem) = match Overrides::read(&state_dir) {
+            Ok(o) => (o, None),
+            Err(p) => (Overrides::default(), Some(p)),
+        };
+        let mut settings = self.resolve(&fragments, &persisted, &BTreeSet::new())?;
+        match problem {
+            Some(overrides::ReadProblem::Unreadable(warning)) => settings.warnings.push(warning),
+            Some(overrides::ReadProblem::Invalid(aside)) => settings.set_aside.insert(0, aside),
+            None => {}
+        }
+        Ok(settings)
     }
 
-    /// Loads the files, then the IGEL registry keys set by the `settings` command on top.
-    pub fn load_with_overrides(
+    /// Like [`ConfigSource::load`], with `persisted` instead of what the state directory
+    /// holds. A problem with a group in `touched` is an error instead of being set aside (a
+    /// `settings` command that would not apply is rejected).
+    pub fn load_with(
         &self,
-        overrides: &std::collections::BTreeMap<String, String>,
+        persisted: &Overrides,
+        touched: &BTreeSet<String>,
     ) -> Result<Settings, ConfigError> {
-        let mut fragments = fragments::read_all(&self.path, self.explicit)?;
-        if !overrides.is_empty() {
-            let origin = Path::new("settings command");
-            let lines: String = overrides
-                .iter()
-                .map(|(k, v)| format!("{k}={v}\n"))
-                .collect();
-            let toml = registry::to_toml(&lines, "/etc/igel-update-agent").map_err(|e| {
-                ConfigError::Parse {
-                    path: origin.to_path_buf(),
-                    message: e.to_string(),
-                }
-            })?;
-            fragments.push(fragments::Fragment::parse(origin, toml)?);
+        let fragments = fragments::read_all(&self.path, self.explicit)?;
+        self.resolve(&fragments, persisted, touched)
+    }
+
+    fn resolve(
+        &self,
+        fragments: &[fragments::Fragment],
+        persisted: &Overrides,
+        touched: &BTreeSet<String>,
+    ) -> Result<Settings, ConfigError> {
+        let groups = persisted.groups();
+        let all: Vec<&String> = groups.keys().collect();
+        // The usual case: everything applies.
+        let first = self.validate_with(fragments, &groups, &all);
+        let error = match first {
+            Ok(mut settings) => {
+                settings.overridden = persisted.keys().map(str::to_string).collect();
+                return Ok(settings);
+            }
+            Err(e) => e,
+        };
+        if groups.is_empty() {
+            return Err(error);
         }
-        settings::validate(
-            inputs::merge(&fragments),
-            self.state_dir.as_deref(),
-            self.secrets,
-        )
+        // Something does not: the files alone must validate (else it is their error), then
+        // each group is added in turn and set aside when it breaks what came before.
+        self.validate_with(fragments, &groups, &[])?;
+        let (mut kept, mut set_aside) = (Vec::new(), Vec::new());
+        for group in &all {
+            let mut trial = kept.clone();
+            trial.push(*group);
+            if let Err(e) = self.validate_with(fragments, &groups, &trial) {
+                if touched.contains(*group) {
+                    return Err(e);
+                }
+                set_aside.push(SetAside {
+                    name: (*group).clone(),
+                    reason: e.to_string(),
+                });
+            } else {
+                kept.push(*group);
+            }
+        }
+        let mut settings = self.validate_with(fragments, &groups, &kept)?;
+        settings.overridden = kept
+            .iter()
+            .flat_map(|g| groups[*g].iter().map(|(k, _)| k.to_string()))
+            .collect();
+        settings.set_aside = set_aside;
+        Ok(settings)
+    }
+
+    fn validate_with(
+        &self,
+        fragments: &[fragments::Fragment],
+        groups: &std::collections::BTreeMap<String, Vec<(&str, &overrides::Stored)>>,
+        apply: &[&String],
+    ) -> Result<Settings, ConfigError> {
+        let mut merged = inputs::merge(fragments);
+        let state_dir = settings::state_dir(&merged, self.state_dir.as_deref());
+        for group in apply {
+            overrides::apply(&groups[*group], &mut merged, &state_dir)?;
+        }
+        settings::validate(merged, self.state_dir.as_deref(), self.access)
     }
 }
 

@@ -1,6 +1,8 @@
 //! Validation of one `[[repository]]` table: name, URL (http or https, no credentials, a
-//! trailing slash), priority (0..=4294967295, or -1 for hidden), authentication, and the
-//! password, read from a file only the agent may read or from a systemd credential.
+//! trailing slash), priority (0..=4294967295, or -1 for hidden), authentication, the
+//! password (read from a file only the agent may read or from a systemd credential) and the
+//! CA certificate (it must hold at least one certificate). The files are read only with
+//! [`FileAccess::Read`].
 
 use std::path::Path;
 
@@ -8,12 +10,17 @@ use url::Url;
 
 use super::inputs::{Origin, RepositoryInput, Sourced};
 use super::settings::{HIDDEN_PRIORITY, MAX_PRIORITY, RepositoryAuth, RepositorySettings, invalid};
-use super::{ConfigError, Secret};
+use super::{ConfigError, FileAccess, Password, Secret};
+
+/// Longest password file read.
+const MAX_PASSWORD_FILE: u64 = 64 * 1024;
+/// Longest CA file read.
+const MAX_CA_FILE: u64 = 1024 * 1024;
 
 pub(super) fn validate_repository(
     input: &RepositoryInput,
     warnings: &mut Vec<String>,
-    secrets: bool,
+    access: FileAccess,
 ) -> Result<RepositorySettings, ConfigError> {
     let name = &input.name;
     if name.value.is_empty()
@@ -48,16 +55,20 @@ pub(super) fn validate_repository(
              the agent and set password_file, or use credential = \"NAME\" with systemd LoadCredential=",
         ));
     }
+    let username = input.username.as_ref().filter(|u| !u.value.is_empty());
     let scheme = match &input.auth {
-        None if input.username.is_some() => "digest",
+        None if username.is_some() => "auto",
         None => "none",
         Some(a) => match a.value.as_str() {
-            s @ ("digest" | "basic" | "none") => s,
+            s @ ("digest" | "basic" | "none" | "auto") => s,
             other => {
                 return Err(invalid(
                     &a.origin,
                     "repository.auth",
-                    format!("{other:?} is not one of \"digest\", \"basic\", \"none\""),
+                    format!(
+                        "{other:?} is not one of \"digest\", \"basic\", \"none\" (or \"auto\": \
+                         follow the server's challenge, the default with a username)"
+                    ),
                 ));
             }
         },
@@ -65,34 +76,32 @@ pub(super) fn validate_repository(
     let auth = if scheme == "none" {
         RepositoryAuth::None
     } else {
-        let username = input
-            .username
-            .as_ref()
-            .map(|u| u.value.clone())
-            .ok_or_else(|| {
-                invalid(
-                    &input.origin,
-                    "repository.username",
-                    format!("auth = {scheme:?} needs a username"),
-                )
-            })?;
-        let password = if secrets {
-            read_password(input, scheme)?
-        } else {
-            Secret::new(String::new())
+        let username = username.map(|u| u.value.clone()).ok_or_else(|| {
+            invalid(
+                &input.origin,
+                "repository.username",
+                format!("auth = {scheme:?} needs a username"),
+            )
+        })?;
+        let password = match access {
+            FileAccess::Read => read_password(input, scheme)?,
+            FileAccess::Skip => Password::NotRead,
         };
-        if url.scheme() == "http" {
+        if url.scheme() == "http" && scheme != "auto" {
             warnings.push(format!(
                 "{}: repository {:?} sends its password over plain http; use https",
                 input.url.origin, name.value
             ));
         }
-        if scheme == "basic" {
-            RepositoryAuth::Basic { username, password }
-        } else {
-            RepositoryAuth::Digest { username, password }
+        match scheme {
+            "basic" => RepositoryAuth::Basic { username, password },
+            "digest" => RepositoryAuth::Digest { username, password },
+            _ => RepositoryAuth::Auto { username, password },
         }
     };
+    if let (Some(ca), FileAccess::Read) = (&input.ca_certificate, access) {
+        check_ca(&ca.value, &ca.origin)?;
+    }
     Ok(RepositorySettings {
         name: name.value.clone(),
         url,
@@ -139,24 +148,64 @@ fn parse_repository_url(input: &Sourced<String>) -> Result<Url, ConfigError> {
     Ok(url)
 }
 
-fn read_password(input: &RepositoryInput, scheme: &str) -> Result<Secret, ConfigError> {
+/// A CA file must be readable and hold at least one PEM certificate.
+fn check_ca(path: &Path, origin: &Origin) -> Result<(), ConfigError> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let key = "repository.ca_certificate";
+    let bytes = read_bounded(path, MAX_CA_FILE)
+        .map_err(|e| invalid(origin, key, format!("cannot read {}: {e}", path.display())))?;
+    let certs = CertificateDer::pem_slice_iter(&bytes)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| invalid(origin, key, format!("{} is not PEM: {e}", path.display())))?;
+    if certs.is_empty() {
+        return Err(invalid(
+            origin,
+            key,
+            format!(
+                "{} holds no certificate (-----BEGIN CERTIFICATE-----)",
+                path.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn read_bounded(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(limit + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
+        return Err(std::io::Error::other(format!("larger than {limit} bytes")));
+    }
+    Ok(bytes)
+}
+
+fn read_password(input: &RepositoryInput, scheme: &str) -> Result<Password, ConfigError> {
     if let Some(file) = &input.password_file {
-        return read_secret_file(&file.value, &file.origin, true);
+        return read_secret_file(&file.value, &file.origin, true).map(Password::Loaded);
     }
     if let Some(name) = &input.credential {
-        let dir = std::env::var_os("CREDENTIALS_DIRECTORY").ok_or_else(|| {
-            invalid(&name.origin, "repository.credential", format!(
-                "credential {:?} needs $CREDENTIALS_DIRECTORY (systemd LoadCredential=), which is not set", name.value
-            ))
-        })?;
-        if name.value.contains('/') || name.value.is_empty() {
+        if name.value.contains('/') || name.value.is_empty() || name.value.starts_with('.') {
             return Err(invalid(
                 &name.origin,
                 "repository.credential",
                 format!("{:?} is not a credential name", name.value),
             ));
         }
-        return read_secret_file(&Path::new(&dir).join(&name.value), &name.origin, false);
+        let Some(dir) = std::env::var_os("CREDENTIALS_DIRECTORY") else {
+            return Ok(Password::Unavailable(format!(
+                "the password is systemd credential {:?} ({}), and $CREDENTIALS_DIRECTORY is \
+                 not set in this process: let the daemon do it (systemctl start \
+                 igel-update-agent; `update` and `delivery` go to it when it runs), or set \
+                 CREDENTIALS_DIRECTORY to a directory holding a file {:?} with the password",
+                name.value, name.origin, name.value
+            )));
+        };
+        return read_secret_file(&Path::new(&dir).join(&name.value), &name.origin, false)
+            .map(Password::Loaded);
     }
     Err(invalid(
         &input.origin,
@@ -185,8 +234,10 @@ fn read_secret_file(path: &Path, origin: &Origin, check_mode: bool) -> Result<Se
             ),
         ));
     }
-    let text = std::fs::read_to_string(path)
+    let bytes = read_bounded(path, MAX_PASSWORD_FILE)
         .map_err(|e| invalid(origin, key, format!("cannot read {}: {e}", path.display())))?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| invalid(origin, key, format!("{} is not UTF-8 text", path.display())))?;
     let password = text.trim_end_matches(['\n', '\r']).to_string();
     if password.is_empty() {
         return Err(invalid(origin, key, format!("{} is empty", path.display())));

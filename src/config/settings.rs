@@ -9,7 +9,8 @@ use url::Url;
 
 use super::bandwidth;
 use super::inputs::{Inputs, Origin, Sourced, UmsInputs};
-use super::{ConfigError, Secret};
+use super::overrides::SetAside;
+use super::{ConfigError, FileAccess, Password};
 use crate::idf::{Idf, WantedApp};
 
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/igel-update-agent";
@@ -30,6 +31,12 @@ pub struct Settings {
     pub apps: Vec<WantedApp>,
     #[serde(skip)]
     pub warnings: Vec<String>,
+    /// Persisted settings (the `settings` command) that no longer validate: not applied.
+    #[serde(skip)]
+    pub set_aside: Vec<SetAside>,
+    /// The registry keys of the `settings` command in force.
+    #[serde(skip)]
+    pub overridden: Vec<String>,
 }
 
 impl Settings {
@@ -97,8 +104,40 @@ impl UpdateSettings {
 #[serde(tag = "auth", rename_all = "lowercase")]
 pub enum RepositoryAuth {
     None,
-    Basic { username: String, password: Secret },
-    Digest { username: String, password: Secret },
+    Basic {
+        username: String,
+        password: Password,
+    },
+    Digest {
+        username: String,
+        password: Password,
+    },
+    /// A username without `auth`: the server's challenge decides (Digest when offered; Basic
+    /// only over https).
+    Auto {
+        username: String,
+        password: Password,
+    },
+}
+
+impl RepositoryAuth {
+    pub fn name(&self) -> &'static str {
+        match self {
+            RepositoryAuth::None => "none",
+            RepositoryAuth::Basic { .. } => "basic",
+            RepositoryAuth::Digest { .. } => "digest",
+            RepositoryAuth::Auto { .. } => "auto",
+        }
+    }
+
+    pub fn password(&self) -> Option<&Password> {
+        match self {
+            RepositoryAuth::None => None,
+            RepositoryAuth::Basic { password, .. }
+            | RepositoryAuth::Digest { password, .. }
+            | RepositoryAuth::Auto { password, .. } => Some(password),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -151,39 +190,126 @@ pub(super) fn invalid(origin: &Origin, key: &str, reason: impl Into<String>) -> 
     }
 }
 
+/// A bound as the README writes it: `0s`, `60s`, `5m`, `24h`, `7days`.
+pub fn show(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0 => "0s".into(),
+        s if s % DAY == 0 && s > DAY => format!("{}days", s / DAY),
+        s if s % HOUR == 0 => format!("{}h", s / HOUR),
+        s if s % 60 == 0 && s > 60 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
+/// A duration and the range it must lie in (DESIGN 5: every duration has an upper bound).
+pub struct Bound {
+    pub default: Duration,
+    pub min: Duration,
+    pub max: Duration,
+}
+
+const fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+const HOUR: u64 = 3600;
+const DAY: u64 = 24 * HOUR;
+
+/// The bounds of every duration under `[update]` and `[ums]`, as the README lists them.
+pub mod bounds {
+    use super::{Bound, DAY, HOUR, secs};
+    pub const SPLAY: Bound = Bound {
+        default: secs(0),
+        min: secs(0),
+        max: secs(DAY),
+    };
+    pub const REBOOT_TIMEOUT: Bound = Bound {
+        default: secs(60),
+        min: secs(1),
+        max: secs(DAY),
+    };
+    pub const REMINDER_INTERVAL: Bound = Bound {
+        default: secs(HOUR),
+        min: secs(1),
+        max: secs(7 * DAY),
+    };
+    pub const ACTIVATE_HOOK_TIMEOUT: Bound = Bound {
+        default: secs(120),
+        min: secs(1),
+        max: secs(HOUR),
+    };
+    pub const CONNECT_TIMEOUT: Bound = Bound {
+        default: secs(15),
+        min: secs(1),
+        max: secs(300),
+    };
+    pub const READ_TIMEOUT: Bound = Bound {
+        default: secs(60),
+        min: secs(1),
+        max: secs(HOUR),
+    };
+    pub const RETRY_BACKOFF: Bound = Bound {
+        default: secs(2),
+        min: secs(0),
+        max: secs(60),
+    };
+    pub const HEARTBEAT: Bound = Bound {
+        default: secs(30),
+        min: secs(1),
+        max: secs(HOUR),
+    };
+    /// `parallel_downloads`, `retries`, `max_deferrals`: (default, min, max).
+    pub const PARALLEL_DOWNLOADS: (i64, i64, i64) = (2, 1, 16);
+    pub const RETRIES: (i64, i64, i64) = (4, 0, 10);
+    pub const MAX_DEFERRALS: (i64, i64, i64) = (3, 0, 100);
+}
+
 fn duration(
     input: &Option<Sourced<String>>,
     key: &str,
-    default: Duration,
+    bound: &Bound,
 ) -> Result<Duration, ConfigError> {
-    match input {
-        None => Ok(default),
-        Some(s) => humantime::parse_duration(&s.value).map_err(|e| {
-            invalid(
-                &s.origin,
-                key,
-                format!(
-                    "{:?} is not a duration ({e}); write e.g. \"30s\", \"5m\", \"1h\"",
-                    s.value
-                ),
-            )
-        }),
+    let Some(s) = input else {
+        return Ok(bound.default);
+    };
+    let value = humantime::parse_duration(s.value.trim()).map_err(|e| {
+        invalid(
+            &s.origin,
+            key,
+            format!(
+                "{:?} is not a duration ({e}); write e.g. \"30s\", \"5m\", \"1h\"",
+                s.value
+            ),
+        )
+    })?;
+    if value < bound.min || value > bound.max {
+        return Err(invalid(
+            &s.origin,
+            key,
+            format!(
+                "{:?} is outside {}..={} (the bound of {key})",
+                s.value,
+                show(bound.min),
+                show(bound.max)
+            ),
+        ));
     }
+    Ok(value)
 }
 
 fn count(
     input: &Option<Sourced<i64>>,
     key: &str,
-    default: i64,
-    range: std::ops::RangeInclusive<i64>,
+    (default, min, max): (i64, i64, i64),
 ) -> Result<i64, ConfigError> {
     match input {
         None => Ok(default),
-        Some(s) if range.contains(&s.value) => Ok(s.value),
+        Some(s) if (min..=max).contains(&s.value) => Ok(s.value),
         Some(s) => Err(invalid(
             &s.origin,
             key,
-            format!("{} is outside {}..={}", s.value, range.start(), range.end()),
+            format!("{} is outside {min}..={max} (the bound of {key})", s.value),
         )),
     }
 }
@@ -199,18 +325,24 @@ fn argv(input: &Option<Sourced<Vec<String>>>, default: &[&str]) -> Vec<String> {
     )
 }
 
+/// The state directory: the `--state-dir` flag (or its variable), else `[paths] state_dir`,
+/// else the default.
+pub fn state_dir(inputs: &Inputs, state_dir_override: Option<&Path>) -> PathBuf {
+    state_dir_override
+        .map(Path::to_path_buf)
+        .or_else(|| inputs.state_dir.as_ref().map(|s| s.value.clone()))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR))
+}
+
 /// Validates merged inputs. `state_dir_override` is the `--state-dir` flag or its variable;
-/// without `secrets`, passwords are not read (for commands that never contact a repository).
+/// `access` says whether the files the configuration names (passwords, CAs) are read.
 pub fn validate(
     inputs: Inputs,
     state_dir_override: Option<&Path>,
-    secrets: bool,
+    access: FileAccess,
 ) -> Result<Settings, ConfigError> {
     let mut warnings = Vec::new();
-    let state_dir = state_dir_override
-        .map(Path::to_path_buf)
-        .or_else(|| inputs.state_dir.as_ref().map(|s| s.value.clone()))
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR));
+    let state_dir = state_dir(&inputs, state_dir_override);
     let paths = PathSettings {
         apps_dir: inputs
             .apps_dir
@@ -225,7 +357,7 @@ pub fn validate(
     let update = validate_update(&inputs, &mut warnings)?;
     let mut repositories = Vec::new();
     for input in &inputs.repositories {
-        let repo = super::repository::validate_repository(input, &mut warnings, secrets)?;
+        let repo = super::repository::validate_repository(input, &mut warnings, access)?;
         if let Some(first) = repositories
             .iter()
             .find(|r: &&RepositorySettings| r.name == repo.name)
@@ -255,6 +387,8 @@ pub fn validate(
         ums,
         apps,
         warnings,
+        set_aside: Vec::new(),
+        overridden: Vec::new(),
     })
 }
 
@@ -319,16 +453,7 @@ fn validate_ums(u: &UmsInputs) -> Result<UmsSettings, ConfigError> {
             "required: the UMS server's certificate must chain to it",
         ));
     }
-    let heartbeat = duration(&u.heartbeat, "ums.heartbeat", Duration::from_secs(30))?;
-    if let Some(h) = &u.heartbeat
-        && !(Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&heartbeat)
-    {
-        return Err(invalid(
-            &h.origin,
-            "ums.heartbeat",
-            format!("{:?} is outside 1s..=1h", h.value),
-        ));
-    }
+    let heartbeat = duration(&u.heartbeat, "ums.heartbeat", &bounds::HEARTBEAT)?;
     Ok(UmsSettings {
         urls,
         heartbeat,
@@ -398,46 +523,49 @@ fn validate_update(
         parallel_downloads: count(
             &u.parallel_downloads,
             "update.parallel_downloads",
-            2,
-            1..=16,
+            bounds::PARALLEL_DOWNLOADS,
         )? as usize,
         check_on_boot: flag(&u.check_on_boot, true),
-        splay: duration(&u.splay, "update.splay", Duration::ZERO)?,
+        splay: duration(&u.splay, "update.splay", &bounds::SPLAY)?,
         reboot_after_activation,
         reboot_timeout: duration(
             &u.reboot_timeout,
             "update.reboot_timeout",
-            Duration::from_secs(60),
+            &bounds::REBOOT_TIMEOUT,
         )?,
         reboot_command: argv(&u.reboot_command, &["systemctl", "reboot"]),
         notify_command: argv(&u.notify_command, &[]),
-        max_deferrals: count(&u.max_deferrals, "update.max_deferrals", 3, 0..=1000)? as u32,
+        max_deferrals: count(
+            &u.max_deferrals,
+            "update.max_deferrals",
+            bounds::MAX_DEFERRALS,
+        )? as u32,
         reminder_interval: duration(
             &u.reminder_interval,
             "update.reminder_interval",
-            Duration::from_secs(3600),
+            &bounds::REMINDER_INTERVAL,
         )?,
         activate_hook: argv(&u.activate_hook, &[]),
         activate_hook_timeout: duration(
             &u.activate_hook_timeout,
             "update.activate_hook_timeout",
-            Duration::from_secs(120),
+            &bounds::ACTIVATE_HOOK_TIMEOUT,
         )?,
         connect_timeout: duration(
             &u.connect_timeout,
             "update.connect_timeout",
-            Duration::from_secs(15),
+            &bounds::CONNECT_TIMEOUT,
         )?,
         read_timeout: duration(
             &u.read_timeout,
             "update.read_timeout",
-            Duration::from_secs(60),
+            &bounds::READ_TIMEOUT,
         )?,
-        retries: count(&u.retries, "update.retries", 4, 0..=100)? as u32,
+        retries: count(&u.retries, "update.retries", bounds::RETRIES)? as u32,
         retry_backoff: duration(
             &u.retry_backoff,
             "update.retry_backoff",
-            Duration::from_secs(2),
+            &bounds::RETRY_BACKOFF,
         )?,
     })
 }

@@ -22,8 +22,14 @@ impl Dir {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
         path
     }
+    fn state_dir(&self) -> PathBuf {
+        self.0.path().join("state")
+    }
+    fn source(&self, main: &Path) -> ConfigSource {
+        ConfigSource::new(Some(main), Some(&self.state_dir()))
+    }
     fn load(&self, main: &Path) -> Result<Settings, ConfigError> {
-        ConfigSource::new(Some(main), None).load()
+        self.source(main).load()
     }
 }
 
@@ -35,7 +41,13 @@ fn defaults_apply_to_an_empty_file() {
     assert_eq!(s.update.effective_limit(), None);
     assert_eq!(s.update.bandwidth_limit_bytes_per_sec, 2 * 1024 * 1024);
     assert_eq!(s.update.parallel_downloads, 2);
-    assert_eq!(s.paths.state_dir, Path::new(settings::DEFAULT_STATE_DIR));
+    assert_eq!(s.paths.state_dir, d.state_dir());
+    let main = d.write("agent.toml", "");
+    let inputs = inputs::merge(&fragments::read_all(&main, true).unwrap());
+    assert_eq!(
+        settings::state_dir(&inputs, None),
+        Path::new(settings::DEFAULT_STATE_DIR)
+    );
 }
 
 #[test]
@@ -175,11 +187,11 @@ fn password_file_readable_by_others_is_refused() {
     std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).unwrap();
     let s = d.load(&main).unwrap();
     match &s.repositories[0].auth {
-        RepositoryAuth::Digest { username, password } => {
+        RepositoryAuth::Auto { username, password } => {
             assert_eq!(username, "u");
-            assert_eq!(password.expose(), "pw");
+            assert_eq!(password.get().unwrap().expose(), "pw");
         }
-        other => panic!("expected digest, got {other:?}"),
+        other => panic!("a username without auth follows the server, got {other:?}"),
     }
 }
 
@@ -254,21 +266,25 @@ fn url_with_credentials_is_refused() {
 }
 
 #[test]
-fn without_secrets_a_missing_credential_is_not_an_error() {
+fn a_credential_outside_systemd_is_no_error_but_says_how_to_provide_it() {
     let d = Dir::new();
     let main = d.write(
         "agent.toml",
         "[[repository]]\nname = \"a\"\nurl = \"https://a/\"\nusername = \"u\"\ncredential = \"branch\"\n",
     );
     // Tests run without CREDENTIALS_DIRECTORY (no systemd credentials).
+    let settings = d.load(&main).unwrap();
+    let reason = settings.repositories[0]
+        .auth
+        .password()
+        .unwrap()
+        .get()
+        .unwrap_err();
     assert!(
-        d.load(&main)
-            .unwrap_err()
-            .to_string()
-            .contains("CREDENTIALS_DIRECTORY")
+        reason.contains("CREDENTIALS_DIRECTORY") && reason.contains("daemon"),
+        "{reason}"
     );
-    let mut source = ConfigSource::new(Some(&main), None);
-    source.secrets = false;
+    let source = d.source(&main).with_access(FileAccess::Skip);
     assert_eq!(source.load().unwrap().repositories[0].name, "a");
 }
 
@@ -327,4 +343,177 @@ fn ums_needs_its_ca_and_certificate_and_key_together() {
     // Without URLs there is no channel, and nothing is required.
     let s = d.load(&d.write("d.toml", "[ums]\n")).unwrap();
     assert!(s.ums().is_none());
+}
+
+fn persist(d: &Dir, pairs: &[(&str, &str)]) -> Overrides {
+    let values = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    std::fs::create_dir_all(d.state_dir()).unwrap();
+    overrides::Change::prepare(&d.state_dir(), &Overrides::default(), &values, &[])
+        .unwrap()
+        .commit()
+        .unwrap()
+}
+
+#[test]
+fn persisted_settings_override_the_files() {
+    let d = Dir::new();
+    let main = d.write(
+        "agent.toml",
+        "[update]\nactivate_after_installation = true\nretries = 2\n",
+    );
+    persist(
+        &d,
+        &[
+            ("update.activate_after_installation", "false"),
+            ("update.retries", "3"),
+        ],
+    );
+    let s = d.load(&main).unwrap();
+    assert!(!s.update.activate_after_installation);
+    assert_eq!(s.update.retries, 3);
+    assert_eq!(
+        s.overridden,
+        ["update.activate_after_installation", "update.retries"]
+    );
+    assert!(s.set_aside.is_empty());
+}
+
+#[test]
+fn a_persisted_setting_that_no_longer_validates_is_set_aside_and_the_rest_applies() {
+    let d = Dir::new();
+    let main = d.write("agent.toml", "");
+    // Written by hand (the settings command refuses it): the daemon must still start.
+    std::fs::create_dir_all(d.state_dir()).unwrap();
+    std::fs::write(
+        d.state_dir().join(overrides::FILE),
+        r#"{"format":1,"values":{"update.splay":"100000000years","update.retries":"3",
+            "update.external_binary_source4.priority":"9"}}"#,
+    )
+    .unwrap();
+    let s = d.load(&main).unwrap();
+    assert_eq!(s.update.retries, 3);
+    assert_eq!(s.update.splay, std::time::Duration::ZERO);
+    let names: Vec<_> = s.set_aside.iter().map(|a| a.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["update.external_binary_source4", "update.splay"],
+        "{:?}",
+        s.set_aside
+    );
+    assert!(
+        s.set_aside[1].reason.contains("0s..=24h"),
+        "{:?}",
+        s.set_aside
+    );
+    assert!(
+        s.set_aside[0]
+            .reason
+            .contains("external_binary_source4.url"),
+        "{:?}",
+        s.set_aside
+    );
+}
+
+#[test]
+fn a_change_is_an_error_for_the_keys_it_touches() {
+    let d = Dir::new();
+    let main = d.write("agent.toml", "");
+    let next = persist(&d, &[("update.splay", "2d")]);
+    let touched = ["update.splay".to_string()].into_iter().collect();
+    let err = d
+        .source(&main)
+        .load_with(&next, &touched)
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with("setting update.splay:"), "{err}");
+    assert!(err.contains("24h"), "{err}");
+}
+
+#[test]
+fn an_unreadable_settings_file_is_set_aside_as_a_whole() {
+    let d = Dir::new();
+    let main = d.write("agent.toml", "");
+    std::fs::create_dir_all(d.state_dir()).unwrap();
+    std::fs::write(d.state_dir().join(overrides::FILE), b"{garbage").unwrap();
+    let s = d.load(&main).unwrap();
+    assert_eq!(s.set_aside[0].name, "settings.json");
+}
+
+#[test]
+fn a_repository_from_settings_changes_the_file_repository_of_its_name() {
+    let d = Dir::new();
+    let main = d.write(
+        "agent.toml",
+        "[[repository]]\nname = \"source0\"\nurl = \"https://a.example/\"\n\n\
+         [[repository]]\nname = \"other\"\nurl = \"https://b.example/\"\n",
+    );
+    persist(
+        &d,
+        &[
+            ("update.external_binary_source0.priority", "7"),
+            (
+                "update.external_binary_source1.url",
+                "https://c.example/apps",
+            ),
+            ("update.external_binary_source1.priority", "-1"),
+        ],
+    );
+    let s = d.load(&main).unwrap();
+    let find = |name: &str| s.repositories.iter().find(|r| r.name == name).unwrap();
+    assert_eq!(find("source0").priority, 7);
+    assert_eq!(find("source0").url.as_str(), "https://a.example/");
+    assert_eq!(find("source1").url.as_str(), "https://c.example/apps/");
+    assert!(find("source1").hidden());
+    assert_eq!(s.repositories.len(), 3);
+}
+
+#[test]
+fn every_duration_and_count_has_a_bound_named_in_the_error() {
+    let d = Dir::new();
+    for (line, key, bound) in [
+        ("splay = \"25h\"", "update.splay", "0s..=24h"),
+        (
+            "reminder_interval = \"8days\"",
+            "update.reminder_interval",
+            "1s..=7days",
+        ),
+        (
+            "connect_timeout = \"0s\"",
+            "update.connect_timeout",
+            "1s..=5m",
+        ),
+        ("read_timeout = \"2h\"", "update.read_timeout", "1s..=1h"),
+        (
+            "activate_hook_timeout = \"2h\"",
+            "update.activate_hook_timeout",
+            "1s..=1h",
+        ),
+        (
+            "reboot_timeout = \"2days\"",
+            "update.reboot_timeout",
+            "1s..=24h",
+        ),
+        (
+            "retry_backoff = \"61s\"",
+            "update.retry_backoff",
+            "0s..=60s",
+        ),
+        ("retries = 11", "update.retries", "0..=10"),
+        (
+            "parallel_downloads = 17",
+            "update.parallel_downloads",
+            "1..=16",
+        ),
+        ("max_deferrals = 101", "update.max_deferrals", "0..=100"),
+    ] {
+        let main = d.write("bounds.toml", &format!("[update]\n{line}\n"));
+        let err = d.load(&main).unwrap_err().to_string();
+        assert!(
+            err.contains(key) && err.contains(bound) && err.contains("bounds.toml:2"),
+            "{line}: {err}"
+        );
+    }
 }

@@ -18,7 +18,11 @@ use crate::idf::Idf;
 
 /// Longest request line the daemon reads.
 pub const MAX_LINE: usize = 1024 * 1024;
-const MAX_ID: usize = 128;
+const MAX_ID: usize = crate::store::commands::MAX_ID;
+/// `at` lies at most this far ahead.
+pub const MAX_AT_DAYS: i64 = 366;
+/// The longest a user may be given to answer: a day.
+pub const MAX_INFORM_TIMEOUT_S: u64 = crate::store::commands::MAX_INFORM_TIMEOUT_S;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -60,10 +64,38 @@ pub struct DeliveryArgs {
     pub idf: Option<Idf>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SettingsArgs {
+    /// Registry keys and their values; an empty value removes the key.
+    #[serde(default)]
     pub values: BTreeMap<String, Value>,
+    /// Keys (or `update.external_binary_source<N>` for all of a repository, or the name of
+    /// something set aside, or `*` for everything) to go back to the files.
+    #[serde(default)]
+    pub reset: Vec<String>,
+}
+
+impl SettingsArgs {
+    /// The values as registry text: strings as they are, numbers and booleans written out.
+    pub fn texts(&self) -> Result<BTreeMap<String, String>, String> {
+        self.values
+            .iter()
+            .map(|(key, value)| {
+                let text = match value {
+                    Value::String(s) => s.clone(),
+                    Value::Bool(b) => b.to_string(),
+                    Value::Number(n) => n.to_string(),
+                    other => {
+                        return Err(format!(
+                            "settings: {key}: {other} is not a string, number or boolean"
+                        ));
+                    }
+                };
+                Ok((key.clone(), text))
+            })
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -181,25 +213,54 @@ pub fn parse(line: &[u8], now: DateTime<Utc>) -> Result<Request, Rejection> {
                     format!("update: idf_url {url:?} is not an http(s) URL"),
                 ));
             }
-            if let Some(at) = update.at
-                && at
-                    < now
-                        .checked_sub_signed(chrono::Duration::seconds(60))
-                        .unwrap_or(now)
+            if let Some(url) = &update.idf_url
+                && url.len() > crate::store::commands::MAX_URL
             {
                 return Err(reject(
                     Some(&id),
-                    format!("update: `at` {} is in the past", at.to_rfc3339()),
+                    format!(
+                        "update: idf_url is {} characters; at most {}",
+                        url.len(),
+                        crate::store::commands::MAX_URL
+                    ),
+                ));
+            }
+            if let Some(at) = update.at {
+                check_at(at, now).map_err(|e| reject(Some(&id), format!("update: {e}")))?;
+            }
+            if let Some(inform) = &update.inform_user
+                && inform.timeout_s > MAX_INFORM_TIMEOUT_S
+            {
+                return Err(reject(
+                    Some(&id),
+                    format!(
+                        "update: inform_user.timeout_s {} is over the bound of \
+                         {MAX_INFORM_TIMEOUT_S} (a day; 0 = until answered)",
+                        inform.timeout_s
+                    ),
                 ));
             }
             Command::Update(update)
         }
-        "settings" => Command::Settings(args(&id, &name, object)?),
+        "settings" => {
+            let settings: SettingsArgs = args(&id, &name, object)?;
+            settings.texts().map_err(|e| reject(Some(&id), e))?;
+            Command::Settings(settings)
+        }
         "status" => {
             let _: Map<String, Value> = object;
             Command::Status
         }
-        "cancel" => Command::Cancel(args(&id, &name, object)?),
+        "cancel" => {
+            let cancel: CancelArgs = args(&id, &name, object)?;
+            if cancel.target.is_empty() || cancel.target.len() > MAX_ID {
+                return Err(reject(
+                    Some(&id),
+                    format!("cancel: `target` must be 1-{MAX_ID} characters"),
+                ));
+            }
+            Command::Cancel(cancel)
+        }
         other => return Err(reject(Some(&id), format!("unknown command {other:?}"))),
     };
     let idf = match &command {
@@ -214,6 +275,24 @@ pub fn parse(line: &[u8], now: DateTime<Utc>) -> Result<Request, Rejection> {
             .map_err(|e| reject(Some(&id), format!("{name}: {e}")))?;
     }
     Ok(Request { id, command, raw })
+}
+
+/// `at` may lie a minute in the past (clocks differ) and at most [`MAX_AT_DAYS`] ahead.
+pub fn check_at(at: DateTime<Utc>, now: DateTime<Utc>) -> Result<(), String> {
+    let earliest = now
+        .checked_sub_signed(chrono::Duration::seconds(60))
+        .unwrap_or(now);
+    if at < earliest {
+        return Err(format!("`at` {} is in the past", at.to_rfc3339()));
+    }
+    let latest = now.checked_add_signed(chrono::Duration::days(MAX_AT_DAYS));
+    if latest.is_none_or(|latest| at > latest) {
+        return Err(format!(
+            "`at` {} is more than {MAX_AT_DAYS} days ahead (the bound of `at`)",
+            at.to_rfc3339()
+        ));
+    }
+    Ok(())
 }
 
 /// The answer to one request.
@@ -262,11 +341,9 @@ mod tests {
 
     #[test]
     fn commands_parse_with_their_arguments() {
-        let r = parse(
-            br#"{"id":"1","command":"update","force":true,"at":"2099-01-01T00:00:00Z"}"#,
-            now(),
-        )
-        .unwrap();
+        let at = (now() + chrono::Duration::days(30)).to_rfc3339();
+        let line = format!(r#"{{"id":"1","command":"update","force":true,"at":"{at}"}}"#);
+        let r = parse(line.as_bytes(), now()).unwrap();
         match r.command {
             Command::Update(u) => assert!(u.force && u.at.is_some()),
             other => panic!("{other:?}"),
@@ -303,6 +380,18 @@ mod tests {
                 "apps[0].name",
             ),
             (br#"{"id":"x","command":"cancel"}"#, "target"),
+            (
+                br#"{"id":"x","command":"update","at":"2999-01-01T00:00:00Z"}"#,
+                "366 days ahead",
+            ),
+            (
+                br#"{"id":"x","command":"update","inform_user":{"timeout_s":18446744073709551615}}"#,
+                "bound",
+            ),
+            (
+                br#"{"id":"x","command":"settings","values":{"update.splay":[1]}}"#,
+                "not a string",
+            ),
         ] {
             let err = parse(line, now()).unwrap_err();
             assert!(

@@ -1,6 +1,8 @@
 //! Authentication against one repository: Basic is sent with every request; Digest keeps the
 //! server's last challenge and answers it (with a growing nonce count), and takes a new one
-//! when the server says the nonce is stale or unknown.
+//! when the server says the nonce is stale or unknown. A username without `auth` follows the
+//! server's challenge (DESIGN 5): Digest when offered, Basic only over https (over plain http
+//! it would hand the password to anyone on the path).
 
 use parking_lot::Mutex;
 
@@ -9,11 +11,38 @@ use reqwest::header::{HeaderValue, WWW_AUTHENTICATE};
 use reqwest::{Method, RequestBuilder, Response};
 use url::Url;
 
-use crate::config::RepositoryAuth;
+use crate::config::{RepositoryAuth, Secret};
+
+/// The scheme in use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Basic,
+    Digest,
+}
+
+impl Scheme {
+    pub fn name(self) -> &'static str {
+        match self {
+            Scheme::Basic => "Basic",
+            Scheme::Digest => "Digest",
+        }
+    }
+}
 
 pub struct Authenticator {
-    auth: RepositoryAuth,
-    challenge: Mutex<Option<WwwAuthenticateHeader>>,
+    /// `None` without credentials.
+    credentials: Option<(String, Secret)>,
+    /// Configured (`auth = ...`) rather than left to the server.
+    fixed: Option<Scheme>,
+    https: bool,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    /// The scheme in use: the configured one, or what the server offered.
+    scheme: Option<Scheme>,
+    challenge: Option<WwwAuthenticateHeader>,
 }
 
 /// What a 401 means for the request that got it.
@@ -25,28 +54,51 @@ pub enum Unauthorized {
 }
 
 impl Authenticator {
-    pub fn new(auth: RepositoryAuth) -> Authenticator {
-        Authenticator {
-            auth,
-            challenge: Mutex::new(None),
-        }
+    /// `Err` when the password is not to be had in this process (the reason says how to
+    /// provide it).
+    pub fn new(auth: &RepositoryAuth, url: &Url) -> Result<Authenticator, String> {
+        let (fixed, credentials) = match auth {
+            RepositoryAuth::None => (None, None),
+            RepositoryAuth::Basic { username, password } => {
+                (Some(Scheme::Basic), Some((username, password)))
+            }
+            RepositoryAuth::Digest { username, password } => {
+                (Some(Scheme::Digest), Some((username, password)))
+            }
+            RepositoryAuth::Auto { username, password } => (None, Some((username, password))),
+        };
+        let credentials = match credentials {
+            Some((username, password)) => Some((username.clone(), password.get()?.clone())),
+            None => None,
+        };
+        Ok(Authenticator {
+            credentials,
+            fixed,
+            https: url.scheme() == "https",
+            state: Mutex::new(State {
+                scheme: fixed,
+                challenge: None,
+            }),
+        })
     }
 
-    pub fn is_digest(&self) -> bool {
-        matches!(self.auth, RepositoryAuth::Digest { .. })
+    /// The scheme used so far (`None`: none needed yet, or none configured).
+    pub fn scheme(&self) -> Option<Scheme> {
+        self.state.lock().scheme
     }
 
     /// Adds what the scheme needs to a request. Digest without a challenge yet sends nothing:
     /// the server's 401 brings one.
     pub fn apply(&self, req: RequestBuilder, method: &Method, url: &Url) -> RequestBuilder {
-        match &self.auth {
-            RepositoryAuth::None => req,
-            RepositoryAuth::Basic { username, password } => {
-                req.basic_auth(username, Some(password.expose()))
-            }
-            RepositoryAuth::Digest { username, password } => {
-                let mut guard = self.challenge.lock();
-                let Some(challenge) = guard.as_mut() else {
+        let Some((username, password)) = &self.credentials else {
+            return req;
+        };
+        let mut state = self.state.lock();
+        match state.scheme {
+            None => req,
+            Some(Scheme::Basic) => req.basic_auth(username, Some(password.expose())),
+            Some(Scheme::Digest) => {
+                let Some(challenge) = state.challenge.as_mut() else {
                     return req;
                 };
                 let uri = match url.query() {
@@ -77,25 +129,68 @@ impl Authenticator {
     /// Handles a 401. `fresh` tells whether the request was already answering a challenge
     /// received during this same call: then a non-stale 401 means the password is wrong.
     pub fn unauthorized(&self, response: &Response, fresh: bool) -> Unauthorized {
-        if !self.is_digest() {
-            return Unauthorized::Refused("the server refused the username and password".into());
-        }
-        let challenge = response
-            .headers()
-            .get_all(WWW_AUTHENTICATE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .find(|v| v.trim_start().to_ascii_lowercase().starts_with("digest"))
-            .and_then(|v| digest_auth::parse(v).ok());
-        let Some(challenge) = challenge else {
+        if self.credentials.is_none() {
             return Unauthorized::Refused(
-                "the server did not offer Digest authentication (try auth = \"basic\")".into(),
+                "the server asks for a username and password; set username and password_file \
+                 (or credential) for this repository"
+                    .into(),
             );
-        };
-        if fresh && !challenge.stale {
-            return Unauthorized::Refused("the server refused the username and password".into());
         }
-        *self.challenge.lock() = Some(challenge);
-        Unauthorized::Retry
+        let offers = |scheme: &str| {
+            response
+                .headers()
+                .get_all(WWW_AUTHENTICATE)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .find(|v| v.trim_start().to_ascii_lowercase().starts_with(scheme))
+                .map(str::to_string)
+        };
+        let digest = offers("digest").and_then(|v| digest_auth::parse(&v).ok());
+        let basic = offers("basic").is_some();
+        let mut state = self.state.lock();
+        let refused =
+            || Unauthorized::Refused("the server refused the username and password".into());
+        match (self.fixed, state.scheme) {
+            (Some(Scheme::Basic), _) => refused(),
+            (Some(Scheme::Digest), _) | (None, Some(Scheme::Digest)) => {
+                let Some(challenge) = digest else {
+                    return Unauthorized::Refused(if basic && self.fixed.is_some() {
+                        "the server did not offer Digest authentication (try auth = \"basic\")"
+                            .into()
+                    } else {
+                        "the server no longer offers Digest authentication".into()
+                    });
+                };
+                if fresh && !challenge.stale {
+                    return refused();
+                }
+                state.challenge = Some(challenge);
+                Unauthorized::Retry
+            }
+            (None, Some(Scheme::Basic)) => refused(),
+            (None, None) => {
+                if let Some(challenge) = digest {
+                    state.scheme = Some(Scheme::Digest);
+                    state.challenge = Some(challenge);
+                    Unauthorized::Retry
+                } else if basic && self.https {
+                    state.scheme = Some(Scheme::Basic);
+                    Unauthorized::Retry
+                } else if basic {
+                    Unauthorized::Refused(
+                        "the server offers only Basic authentication, which over plain http \
+                         sends the password readable to anyone on the path; use https, or set \
+                         auth = \"basic\" to send it anyway"
+                            .into(),
+                    )
+                } else {
+                    Unauthorized::Refused(
+                        "the server offers no authentication scheme this agent speaks \
+                         (Digest, Basic)"
+                            .into(),
+                    )
+                }
+            }
+        }
     }
 }

@@ -19,6 +19,7 @@ use reqwest::{Method, Response, StatusCode};
 use url::Url;
 
 use crate::config::RepositorySettings;
+pub use auth::Scheme;
 use auth::{Authenticator, Unauthorized};
 pub use listing::Entry;
 
@@ -120,8 +121,9 @@ impl Repository {
         timeouts: &Timeouts,
     ) -> Result<Arc<Repository>, RepositoryError> {
         install_crypto_provider();
-        let setup = |reason: String| RepositoryError::Setup {
-            name: settings.name.clone(),
+        let name = settings.name.clone();
+        let setup = move |reason: String| RepositoryError::Setup {
+            name: name.clone(),
             reason,
         };
         let origin = settings.url.origin();
@@ -158,8 +160,9 @@ impl Repository {
             builder = builder.tls_certs_only(certs);
         }
         let client = builder.build().map_err(|e| setup(error_chain(&e)))?;
+        let auth = Authenticator::new(&settings.auth, &settings.url).map_err(setup)?;
         Ok(Arc::new(Repository {
-            auth: Authenticator::new(settings.auth.clone()),
+            auth,
             settings,
             client,
         }))
@@ -167,6 +170,12 @@ impl Repository {
 
     pub fn name(&self) -> &str {
         &self.settings.name
+    }
+
+    /// The authentication scheme used so far (configured, or chosen from the server's
+    /// challenge); `None` when none was needed.
+    pub fn scheme(&self) -> Option<Scheme> {
+        self.auth.scheme()
     }
 
     /// The URL of a path below the repository root. `rel` has been validated (app names,
@@ -329,6 +338,24 @@ impl Repository {
             url,
         })
     }
+}
+
+/// The clients of the configured repositories in the order they are tried, hidden ones only
+/// with `hidden` (they are never used for downloads, but a configuration must build them).
+pub fn build_all(
+    settings: &crate::config::Settings,
+    hidden: bool,
+) -> Result<Vec<Arc<Repository>>, RepositoryError> {
+    let timeouts = Timeouts {
+        connect: settings.update.connect_timeout,
+        read: settings.update.read_timeout,
+    };
+    settings
+        .repositories
+        .iter()
+        .filter(|r| hidden || !r.hidden())
+        .map(|r| Repository::new(r.clone(), &timeouts))
+        .collect()
 }
 
 /// GETs a document (an IDF) from a URL outside the repositories, with the system's roots.

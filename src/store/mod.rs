@@ -1,6 +1,6 @@
-//! Everything the agent keeps on disk (DESIGN 3): the state journal `state.json`, the
-//! single-instance lock, partial downloads under `staging/`, and complete versions under
-//! `apps/<app>/<version>/`.
+//! Everything the agent keeps on disk (DESIGN 3): the state journal `state.json` (with the
+//! daemon's command queue, its IDFs stored once under `idf/`), the single-instance lock,
+//! partial downloads under `staging/`, and complete versions under `apps/<app>/<version>/`.
 //!
 //! Every change is crash-safe: files are written to a temporary name, fsynced, renamed, and
 //! the directory is fsynced. A version appears under `apps/` in one rename, complete and
@@ -8,7 +8,6 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fs::File;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -21,12 +20,21 @@ use crate::manifest::Manifest;
 use crate::transfer::{ResumeHint, part_path};
 
 mod apps;
+pub mod commands;
+pub mod documents;
 mod events;
+mod journal;
 mod recover;
 
+pub use commands::{MAX_QUEUED, MAX_QUEUED_BYTES, Queued, QueuedCommand, QueuedUpdate};
+pub use documents::IdfRef;
 pub use events::{EVENT_QUEUE_CAPACITY, EVENTS_FILE, Pending, StatusEvent};
+pub use journal::{MAX_FINISHED, MAX_NOTICES};
 
-const STATE_FORMAT: u32 = 1;
+use crate::config::SetAside;
+
+/// 2: IDFs as stored documents, typed commands, notices of what was set aside.
+const STATE_FORMAT: u32 = 2;
 /// Progress is written to `state.json` at most this often (state changes: always).
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -139,8 +147,9 @@ impl AppRecord {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct State {
     pub format: u32,
+    /// The IDF last assigned (a stored document).
     #[serde(default)]
-    pub idf: Option<Idf>,
+    pub idf: Option<IdfRef>,
     #[serde(default)]
     pub idf_sha256: Option<String>,
     #[serde(default)]
@@ -155,22 +164,10 @@ pub struct State {
     /// Ids of the last finished commands, so a command sent twice runs once.
     #[serde(default, skip_serializing_if = "VecDeque::is_empty")]
     pub finished_commands: VecDeque<String>,
-    /// IGEL registry keys set by the `settings` command; they override the files.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub settings_overrides: BTreeMap<String, String>,
-}
-
-/// An accepted command, persisted before its reply so that a crash cannot lose it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct QueuedCommand {
-    pub id: String,
-    /// The request as received.
-    pub request: serde_json::Value,
-    /// Not to run before this time (`at`, or a deferral's reminder).
-    #[serde(default)]
-    pub not_before: Option<chrono::DateTime<chrono::Utc>>,
-    #[serde(default)]
-    pub deferrals: u32,
+    /// What was read back but did not validate, and was set aside (shown by `status` and
+    /// `check` until `settings --reset NAME` forgets it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub set_aside: Vec<SetAside>,
 }
 
 impl Default for State {
@@ -184,7 +181,7 @@ impl Default for State {
             apps: Vec::new(),
             commands: Vec::new(),
             finished_commands: VecDeque::new(),
-            settings_overrides: BTreeMap::new(),
+            set_aside: Vec::new(),
         }
     }
 }
@@ -195,7 +192,9 @@ impl State {
     }
 }
 
-/// Reads `state.json` without taking the lock (for `status`). `None` if there is none yet.
+/// Reads `state.json` without taking the lock and without writing anything (for `status` and
+/// `check`). `None` if there is none yet. Values that do not validate are left out and noted
+/// as the daemon would set them aside.
 pub fn read_state(state_dir: &Path) -> Result<Option<State>, StoreError> {
     let path = state_dir.join("state.json");
     let bytes = match std::fs::read(&path) {
@@ -203,33 +202,33 @@ pub fn read_state(state_dir: &Path) -> Result<Option<State>, StoreError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(source) => return Err(StoreError::Io { path, source }),
     };
-    serde_json::from_slice(&bytes)
-        .map(Some)
-        .map_err(|e| StoreError::Corrupt {
-            path,
-            reason: e.to_string(),
-        })
+    let reader = journal::Reader {
+        state_dir,
+        write: false,
+        now: chrono::Utc::now(),
+    };
+    reader
+        .load(&bytes)
+        .map(|loaded| Some(loaded.state))
+        .map_err(|reason| StoreError::Corrupt { path, reason })
 }
 
 /// Writes a file crash-safely: temporary name, fsync, rename, fsync of the directory.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
-    tmp_name.push(".tmp");
-    let tmp = dir.join(tmp_name);
-    let mut file = File::create(&tmp).map_err(io_error(&tmp))?;
-    file.write_all(bytes).map_err(io_error(&tmp))?;
-    file.sync_all().map_err(io_error(&tmp))?;
-    crate::failpoint::hit("write_atomic.before_rename");
-    std::fs::rename(&tmp, path).map_err(io_error(path))?;
-    crate::failpoint::hit("write_atomic.after_rename");
-    sync_dir(dir)
+    crate::durable::write_atomic(path, bytes).map_err(StoreError::from)
 }
 
 pub fn sync_dir(dir: &Path) -> Result<(), StoreError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_error(dir))
+    crate::durable::sync_dir(dir).map_err(StoreError::from)
+}
+
+impl From<crate::durable::FileError> for StoreError {
+    fn from(e: crate::durable::FileError) -> StoreError {
+        StoreError::Io {
+            path: e.path,
+            source: e.source,
+        }
+    }
 }
 
 /// The state directory, held by this process alone while the value lives.
@@ -283,13 +282,70 @@ impl Store {
             _lock: lock,
         };
         store.finish_interrupted_removals()?;
-        let state = match read_state(&store.state_dir) {
-            Ok(state) => state.unwrap_or_default(),
-            Err(StoreError::Corrupt { path, reason }) => store.recover(&path, &reason)?,
-            Err(other) => return Err(other),
-        };
+        // Before state.json is written again: its next write drops what format 1 kept there.
+        if let Err(e) = crate::config::overrides::migrate_legacy(&store.state_dir) {
+            tracing::warn!("cannot move the settings of an earlier version to settings.json: {e}");
+        }
+        let state = store.load_state()?;
         *store.state.get_mut() = state;
         Ok(store)
+    }
+
+    fn load_state(&self) -> Result<State, StoreError> {
+        let path = self.state_dir.join("state.json");
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(State::default()),
+            Err(source) => return Err(StoreError::Io { path, source }),
+        };
+        let reader = journal::Reader {
+            state_dir: &self.state_dir,
+            write: true,
+            now: chrono::Utc::now(),
+        };
+        match reader.load(&bytes) {
+            Ok(mut loaded) => {
+                for app in &loaded.dropped_apps {
+                    if let Some(record) = self.record_from_disk(app)
+                        && !loaded.state.apps.iter().any(|a| &a.name == app)
+                    {
+                        loaded.state.apps.push(record);
+                    }
+                }
+                if loaded.changed {
+                    self.save(&loaded.state)?;
+                }
+                self.collect_documents(&loaded.state);
+                Ok(loaded.state)
+            }
+            Err(reason) => self.recover(&path, &reason),
+        }
+    }
+
+    /// Forgets the notices named in `names`; returns the names that matched none.
+    pub fn forget_notices(&self, names: &[String], all: bool) -> Result<Vec<String>, StoreError> {
+        self.update(|s| {
+            if all {
+                s.set_aside.clear();
+            }
+            let unknown: Vec<String> = names
+                .iter()
+                .filter(|n| !s.set_aside.iter().any(|a| &a.name == *n))
+                .cloned()
+                .collect();
+            s.set_aside.retain(|a| !names.contains(&a.name));
+            unknown
+        })
+    }
+
+    /// Notes something set aside (shown by `status` and `check`).
+    pub fn note_set_aside(&self, notice: SetAside) -> Result<(), StoreError> {
+        self.update(|s| {
+            s.set_aside.retain(|a| a.name != notice.name);
+            s.set_aside.push(notice);
+            let excess = s.set_aside.len().saturating_sub(MAX_NOTICES);
+            s.set_aside.drain(..excess);
+        })
     }
 
     /// A copy of the current state.
@@ -303,13 +359,29 @@ impl Store {
 
     /// Changes the state and writes it to disk before returning.
     pub fn update<T>(&self, change: impl FnOnce(&mut State) -> T) -> Result<T, StoreError> {
+        self.update_with_document(None, |state, _| change(state))
+    }
+
+    /// Like [`Store::update`], storing `idf` first (under the same lock, so that no other
+    /// change removes the document before the state refers to it) and handing its reference
+    /// to `change`.
+    pub fn update_with_document<T>(
+        &self,
+        idf: Option<&Idf>,
+        change: impl FnOnce(&mut State, Option<IdfRef>) -> T,
+    ) -> Result<T, StoreError> {
         let mut state = self.lock_state();
+        let stored = idf.map(|idf| self.write_document(idf)).transpose()?;
         // Only a device with a UMS pays for the comparison.
         let before = self.events_enabled().then(|| events::Signature::of(&state));
-        let out = change(&mut state);
+        let documents = documents::referenced(&state);
+        let out = change(&mut state, stored.clone());
         self.save(&state)?;
         if let Some(before) = before {
             self.record_events(&before, &state);
+        }
+        if stored.is_some() || documents != documents::referenced(&state) {
+            self.collect_documents(&state);
         }
         Ok(out)
     }

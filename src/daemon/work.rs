@@ -1,0 +1,188 @@
+//! The daemon's worker: the queued commands, one at a time, each when its time has come; and
+//! at start the work `check_on_boot` asks for.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use tracing::Instrument;
+
+use super::{Daemon, queue};
+use crate::agent::{InformUser, Outcome, UpdateOptions};
+use crate::idf::{Idf, WantedApp};
+use crate::store::{AppState, IdfRef, Queued, QueuedCommand, StoreError};
+
+/// The longest the worker sleeps before it looks at the queue again (the clock may jump).
+const MAX_NAP: Duration = Duration::from_secs(3600);
+
+impl Daemon {
+    /// At start: an assignment that has not arrived yet is tried again (`check_on_boot`), and
+    /// the configuration's `[[app]]` tables count when nobody assigned anything.
+    pub(super) fn queue_boot_work(&self) -> Result<(), StoreError> {
+        let settings = self.settings.read().clone();
+        let state = self.store.snapshot();
+        let idf = match state.idf {
+            Some(_) => {
+                let missing = state.apps.iter().any(|a| a.state.awaits_transfer());
+                if !settings.update.check_on_boot || !missing {
+                    return Ok(());
+                }
+                match self.store.assigned_idf() {
+                    Some(idf) => idf,
+                    None => return Ok(()),
+                }
+            }
+            None if !settings.apps.is_empty() => Idf {
+                apps: settings.apps.clone(),
+            },
+            None => return Ok(()),
+        };
+        let id = format!("boot-{}", Utc::now().format("%Y%m%dT%H%M%S%.3f"));
+        let not_before = self.splayed();
+        self.store.update_with_document(Some(&idf), |s, stored| {
+            if let Some(idf) = stored {
+                s.commands.push(QueuedCommand {
+                    id: id.clone(),
+                    command: Queued::Assign { idf },
+                    not_before,
+                    deferrals: 0,
+                });
+            }
+        })?;
+        tracing::info!(command_id = %id, "check_on_boot: the assigned apps are not all in place; transfer queued");
+        Ok(())
+    }
+
+    /// Runs queued commands one at a time, each when its time has come.
+    pub(super) async fn work(self: std::sync::Arc<Self>) {
+        loop {
+            let now = Utc::now();
+            match queue::next(&self.store.snapshot(), now) {
+                Ok(command) => {
+                    let span = tracing::info_span!("command", command_id = %command.id);
+                    self.execute(command).instrument(span).await;
+                }
+                Err(next_due) => {
+                    let wait = next_due
+                        .and_then(|t| t.signed_duration_since(now).to_std().ok())
+                        .unwrap_or(MAX_NAP)
+                        .min(MAX_NAP);
+                    tokio::select! {
+                        _ = self.wake.notified() => {}
+                        _ = tokio::time::sleep(wait) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    async fn execute(&self, command: QueuedCommand) {
+        *self.running.lock() = Some(command.id.clone());
+        let outcome = self.run_command(&command).await;
+        let id = &command.id;
+        let reminder = self.settings.read().update.reminder_interval;
+        let result = match outcome {
+            Ok(o) if o.deferred => {
+                let when = chrono::Duration::from_std(reminder)
+                    .ok()
+                    .and_then(|d| Utc::now().checked_add_signed(d))
+                    .unwrap_or_else(Utc::now);
+                tracing::info!(command_id = %id, "command {id}: deferred by the user; asking again at {}", when.to_rfc3339());
+                queue::defer(&self.store, id, when)
+            }
+            Ok(o) => {
+                tracing::info!(command_id = %id, "command {id}: finished: {}", o.status);
+                queue::finish(&self.store, id)
+            }
+            Err(reason) => {
+                tracing::error!(command_id = %id, "command {id}: {reason}");
+                queue::finish(&self.store, id)
+            }
+        };
+        if let Err(e) = result {
+            tracing::error!(command_id = %id, "command {id}: cannot update the queue: {e}");
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        }
+        *self.running.lock() = None;
+    }
+
+    fn stored_idf(&self, r: &IdfRef) -> Result<Idf, String> {
+        self.store
+            .idf(r)
+            .map_err(|e| format!("the command's IDF cannot be read: {e}"))
+    }
+
+    /// Without an IDF in the command: the last assigned one, else the configuration's
+    /// `[[app]]` tables, else what is on the device (so that an Update after a Delivery
+    /// activates the delivered versions instead of removing them).
+    fn fallback_idf(&self) -> Idf {
+        if let Some(idf) = self.store.assigned_idf() {
+            return idf;
+        }
+        let settings = self.settings.read();
+        if !settings.apps.is_empty() {
+            return Idf {
+                apps: settings.apps.clone(),
+            };
+        }
+        Idf {
+            apps: self
+                .store
+                .snapshot()
+                .apps
+                .iter()
+                .filter(|a| !a.version.is_empty() && a.state != AppState::MarkedForRemoval)
+                .map(|a| WantedApp {
+                    name: a.name.clone(),
+                    version: a.version.clone(),
+                    app_json_sha256: None,
+                })
+                .collect(),
+        }
+    }
+
+    async fn run_command(&self, queued: &QueuedCommand) -> Result<Outcome, String> {
+        let agent = self.agent.read().clone();
+        let max_deferrals = self.settings.read().update.max_deferrals;
+        let result = match &queued.command {
+            Queued::Assign { idf } => {
+                let options = UpdateOptions {
+                    stage_only: true,
+                    ..UpdateOptions::default()
+                };
+                agent.update(&self.stored_idf(idf)?, &options).await
+            }
+            Queued::Delivery { idf } => {
+                let idf = match idf {
+                    Some(r) => self.stored_idf(r)?,
+                    None => self.fallback_idf(),
+                };
+                agent.deliver(&idf).await
+            }
+            Queued::Update(u) => {
+                let idf = match (&u.idf, &u.idf_url) {
+                    (Some(r), _) => self.stored_idf(r)?,
+                    (None, Some(url)) => {
+                        let bytes =
+                            crate::repository::fetch_document(url, crate::idf::MAX_IDF_BYTES)
+                                .await
+                                .map_err(|e| format!("IDF {url}: {e}"))?;
+                        Idf::parse(&bytes).map_err(|e| format!("IDF {url}: {e}"))?
+                    }
+                    (None, None) => self.fallback_idf(),
+                };
+                let can_cancel = u.user_can_cancel && queued.deferrals < max_deferrals;
+                let options = UpdateOptions {
+                    clean: u.clean,
+                    force: u.force,
+                    stage_only: false,
+                    inform_user: u.inform_user.map(|timeout_s| InformUser {
+                        timeout_s,
+                        can_cancel,
+                    }),
+                };
+                agent.update(&idf, &options).await
+            }
+        };
+        result.map_err(|e| e.to_string())
+    }
+}

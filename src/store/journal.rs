@@ -1,0 +1,465 @@
+//! Reading `state.json` so that one bad value never costs the rest (DESIGN 7: the daemon
+//! always starts). Each field, each app record and each queued command is read on its own; one
+//! that does not validate (a hand edit, a bug, an older format) is set aside with a notice
+//! that names it, and the rest is used. An app whose record was set aside is rebuilt from what
+//! is on disk. Format 1 (IDFs inline, commands as raw requests) is converted on the way.
+//!
+//! Only a file that is not a JSON object at all is beyond this; [`super::recover`] rebuilds
+//! the state from the apps directory then.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+
+use super::commands::{
+    LegacyCommand, MAX_QUEUED, MAX_QUEUED_BYTES, Queued, QueuedCommand, QueuedUpdate,
+};
+use super::documents::{self, IdfRef};
+use super::{AppRecord, STATE_FORMAT, State};
+use crate::config::SetAside;
+use crate::idf::Idf;
+use crate::manifest::{check_app_name, check_sha256, check_version};
+
+/// Ids of finished commands remembered for idempotence.
+pub const MAX_FINISHED: usize = 500;
+/// Notices kept (the newest).
+pub const MAX_NOTICES: usize = 50;
+const MAX_STATUS_TEXT: usize = 4096;
+/// How much of a bad value a notice quotes.
+const QUOTE: usize = 200;
+
+/// What reading gave: the state, whether it differs from the file (then it is written back),
+/// and the apps whose records were set aside (to be rebuilt from disk).
+pub(super) struct Loaded {
+    pub state: State,
+    pub changed: bool,
+    pub dropped_apps: Vec<String>,
+}
+
+/// Where IDF documents of format 1 go: written (`Some(dir)`, with the lock held) or only
+/// named (`None`, for a reader without the lock).
+pub(super) struct Reader<'a> {
+    pub state_dir: &'a Path,
+    pub write: bool,
+    pub now: DateTime<Utc>,
+}
+
+struct Notes {
+    notices: Vec<SetAside>,
+}
+
+impl Notes {
+    fn add(&mut self, name: String, reason: String, value: Option<&Value>) {
+        let reason = match value {
+            Some(v) => format!("{reason} (was: {})", quote(v)),
+            None => reason,
+        };
+        tracing::warn!("state.json: {name} set aside: {reason}");
+        self.notices.push(SetAside { name, reason });
+    }
+}
+
+fn quote(value: &Value) -> String {
+    let text = value.to_string();
+    if text.len() <= QUOTE {
+        return text;
+    }
+    let mut end = QUOTE;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &text[..end])
+}
+
+impl Reader<'_> {
+    pub(super) fn load(&self, bytes: &[u8]) -> Result<Loaded, String> {
+        let value: Value = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        let Value::Object(mut fields) = value else {
+            return Err("not a JSON object".into());
+        };
+        let mut notes = Notes {
+            notices: Vec::new(),
+        };
+        let format = fields.get("format").and_then(Value::as_u64).unwrap_or(1);
+        if format > u64::from(STATE_FORMAT) {
+            tracing::warn!(
+                "state.json was written by a newer version (format {format}); reading what \
+                 this version ({STATE_FORMAT}) understands"
+            );
+        }
+        let mut state = State::default();
+        let earlier: Vec<SetAside> = take(&mut fields, "set_aside", &mut notes).unwrap_or_default();
+        state.idf = self.idf(fields.remove("idf"), &mut notes);
+        state.idf_sha256 = digest(&mut fields, "idf_sha256", &mut notes);
+        state.applied_idf_sha256 = digest(&mut fields, "applied_idf_sha256", &mut notes);
+        state.update_status = take::<String>(&mut fields, "update_status", &mut notes)
+            .filter(|s| s.len() <= MAX_STATUS_TEXT);
+        let dropped_apps = apps(fields.remove("apps"), &mut state, &mut notes);
+        self.commands(fields.remove("commands"), &mut state, &mut notes);
+        let finished: VecDeque<String> =
+            take(&mut fields, "finished_commands", &mut notes).unwrap_or_default();
+        state.finished_commands = finished
+            .into_iter()
+            .rev()
+            .take(MAX_FINISHED)
+            .rev()
+            .collect();
+        let changed = format != u64::from(STATE_FORMAT) || !notes.notices.is_empty();
+        state.set_aside = earlier;
+        state.set_aside.extend(notes.notices);
+        let excess = state.set_aside.len().saturating_sub(MAX_NOTICES);
+        state.set_aside.drain(..excess);
+        Ok(Loaded {
+            state,
+            changed,
+            dropped_apps,
+        })
+    }
+
+    fn idf(&self, value: Option<Value>, notes: &mut Notes) -> Option<IdfRef> {
+        match value? {
+            Value::Null => None,
+            Value::String(s) => {
+                let checked = IdfRef::from_json(Value::String(s.clone()))
+                    .and_then(|r| documents::read(self.state_dir, &r).map(|_| r));
+                checked
+                    .map_err(|reason| {
+                        notes.add(
+                            "idf".into(),
+                            format!("the assigned IDF cannot be used: {reason}"),
+                            None,
+                        )
+                    })
+                    .ok()
+            }
+            // Format 1: the IDF inline.
+            other @ Value::Object(_) => match self.legacy_idf(&other) {
+                Ok(r) => Some(r),
+                Err(reason) => {
+                    notes.add("idf".into(), reason, Some(&other));
+                    None
+                }
+            },
+            other => {
+                notes.add("idf".into(), "not an IDF".into(), Some(&other));
+                None
+            }
+        }
+    }
+
+    fn legacy_idf(&self, value: &Value) -> Result<IdfRef, String> {
+        let idf: Idf = serde_json::from_value(value.clone()).map_err(|e| e.to_string())?;
+        idf.validate().map_err(|e| e.to_string())?;
+        self.put(&idf)
+    }
+
+    fn put(&self, idf: &Idf) -> Result<IdfRef, String> {
+        let (r, bytes) = IdfRef::of(idf);
+        if self.write {
+            let dir = self.state_dir.join(documents::DIR);
+            std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            crate::durable::write_atomic(&documents::path(self.state_dir, &r), &bytes)
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(r)
+    }
+
+    fn commands(&self, value: Option<Value>, state: &mut State, notes: &mut Notes) {
+        let items = match value {
+            None | Some(Value::Null) => return,
+            Some(Value::Array(items)) => items,
+            Some(other) => {
+                notes.add(
+                    "state:commands".into(),
+                    "the command queue is not a list".into(),
+                    Some(&other),
+                );
+                return;
+            }
+        };
+        let mut seen = BTreeSet::new();
+        let mut bytes = 0u64;
+        let mut counted = BTreeSet::new();
+        for (i, item) in items.into_iter().enumerate() {
+            let name = item
+                .get("id")
+                .and_then(Value::as_str)
+                .map_or_else(|| format!("command:#{i}"), |id| format!("command:{id}"));
+            let command = match self.command(&item) {
+                Ok(c) => c,
+                Err(reason) => {
+                    notes.add(name, reason, Some(&item));
+                    continue;
+                }
+            };
+            if !seen.insert(command.id.clone()) {
+                notes.add(name, "the same id is queued twice".into(), None);
+                continue;
+            }
+            if state.commands.len() >= MAX_QUEUED {
+                notes.add(
+                    name,
+                    format!("more than {MAX_QUEUED} commands queued"),
+                    None,
+                );
+                continue;
+            }
+            if let Some(r) = command.command.idf()
+                && counted.insert(r.clone())
+            {
+                bytes += documents::size(self.state_dir, r);
+                if bytes > MAX_QUEUED_BYTES {
+                    notes.add(
+                        name,
+                        format!("the queue's IDFs are over {MAX_QUEUED_BYTES} bytes"),
+                        None,
+                    );
+                    continue;
+                }
+            }
+            state.commands.push(command);
+        }
+    }
+
+    fn command(&self, item: &Value) -> Result<QueuedCommand, String> {
+        let command = if item.get("request").is_some() {
+            let legacy: LegacyCommand =
+                serde_json::from_value(item.clone()).map_err(|e| e.to_string())?;
+            self.convert(legacy)?
+        } else {
+            serde_json::from_value::<QueuedCommand>(item.clone()).map_err(|e| e.to_string())?
+        };
+        command.check(self.now)?;
+        if let Some(r) = command.command.idf() {
+            documents::read(self.state_dir, r)?;
+        }
+        Ok(command)
+    }
+
+    /// A format 1 command: its IDF becomes a stored document.
+    fn convert(&self, legacy: LegacyCommand) -> Result<QueuedCommand, String> {
+        let request = legacy.request;
+        let idf = match &request.idf {
+            Some(idf) => {
+                idf.validate().map_err(|e| e.to_string())?;
+                Some(self.put(idf)?)
+            }
+            None => None,
+        };
+        let command = match request.command.as_str() {
+            "assign" => Queued::Assign {
+                idf: idf.ok_or("assign without an IDF")?,
+            },
+            "delivery" => Queued::Delivery { idf },
+            "update" => Queued::Update(QueuedUpdate {
+                idf,
+                idf_url: request.idf_url,
+                inform_user: request.inform_user.map(|i| i.timeout_s),
+                user_can_cancel: request.user_can_cancel,
+                clean: request.clean,
+                force: request.force,
+            }),
+            other => return Err(format!("{other:?} is not a queued command")),
+        };
+        Ok(QueuedCommand {
+            id: legacy.id,
+            command,
+            not_before: legacy.not_before,
+            deferrals: legacy.deferrals,
+        })
+    }
+}
+
+impl IdfRef {
+    fn from_json(value: Value) -> Result<IdfRef, String> {
+        serde_json::from_value::<IdfRef>(value)
+            .map_err(|e| e.to_string())?
+            .checked()
+    }
+}
+
+/// Takes `key` out of `fields`: `None` when absent, null or not of type `T` (then noted).
+fn take<T: DeserializeOwned>(
+    fields: &mut Map<String, Value>,
+    key: &str,
+    notes: &mut Notes,
+) -> Option<T> {
+    match fields.remove(key)? {
+        Value::Null => None,
+        value => match serde_json::from_value(value.clone()) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                notes.add(format!("state:{key}"), e.to_string(), Some(&value));
+                None
+            }
+        },
+    }
+}
+
+fn digest(fields: &mut Map<String, Value>, key: &str, notes: &mut Notes) -> Option<String> {
+    let value = take::<String>(fields, key, notes)?;
+    match check_sha256(&value) {
+        Ok(()) => Some(value),
+        Err(reason) => {
+            notes.add(format!("state:{key}"), reason, None);
+            None
+        }
+    }
+}
+
+/// The app records; returns the names of those set aside (to rebuild from disk).
+fn apps(value: Option<Value>, state: &mut State, notes: &mut Notes) -> Vec<String> {
+    let items = match value {
+        None | Some(Value::Null) => return Vec::new(),
+        Some(Value::Array(items)) => items,
+        Some(other) => {
+            notes.add(
+                "state:apps".into(),
+                "the app list is not a list".into(),
+                Some(&other),
+            );
+            return Vec::new();
+        }
+    };
+    let mut dropped = Vec::new();
+    for (i, item) in items.into_iter().enumerate() {
+        let name = item.get("name").and_then(Value::as_str).map(str::to_string);
+        let label = name
+            .as_deref()
+            .map_or_else(|| format!("app:#{i}"), |n| format!("app:{n}"));
+        let record = serde_json::from_value::<AppRecord>(item.clone())
+            .map_err(|e| e.to_string())
+            .and_then(|r| check_record(&r).map(|()| r));
+        match record {
+            Ok(r) if state.apps.iter().any(|a| a.name == r.name) => {
+                notes.add(label, "the app is listed twice".into(), None);
+            }
+            Ok(r) => state.apps.push(r),
+            Err(reason) => {
+                notes.add(label, reason, Some(&item));
+                if let Some(name) = name.filter(|n| check_app_name(n).is_ok()) {
+                    dropped.push(name);
+                }
+            }
+        }
+    }
+    dropped
+}
+
+fn check_record(r: &AppRecord) -> Result<(), String> {
+    check_app_name(&r.name).map_err(|e| format!("name: {e}"))?;
+    if !r.version.is_empty() {
+        check_version(&r.version).map_err(|e| format!("version: {e}"))?;
+    }
+    for (field, version) in [
+        ("active_version", &r.active_version),
+        ("previous_version", &r.previous_version),
+    ] {
+        if let Some(v) = version {
+            check_version(v).map_err(|e| format!("{field}: {e}"))?;
+        }
+    }
+    if let Some(previous) = r.activating.as_ref().and_then(|a| a.previous.as_ref()) {
+        check_version(previous).map_err(|e| format!("activating.previous: {e}"))?;
+    }
+    for path in r.files.keys() {
+        crate::manifest::check_file_path(path).map_err(|e| format!("files: {e}"))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reader(dir: &Path) -> Reader<'_> {
+        Reader {
+            state_dir: dir,
+            write: true,
+            now: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn one_bad_app_record_is_set_aside_and_the_rest_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let json = br#"{"format":2,"apps":[
+            {"name":"good","version":"1.0","state":"installed","active_version":"1.0"},
+            {"name":"bad","version":"1.0","state":"exploded"},
+            {"name":"../etc","version":"1","state":"installed"}],
+            "update_status":"Update successful"}"#;
+        let loaded = reader(dir.path()).load(json).unwrap();
+        assert_eq!(loaded.state.apps.len(), 1);
+        assert_eq!(loaded.state.apps[0].name, "good");
+        assert_eq!(loaded.dropped_apps, ["bad"]);
+        let names: Vec<_> = loaded
+            .state
+            .set_aside
+            .iter()
+            .map(|n| n.name.as_str())
+            .collect();
+        assert_eq!(names, ["app:bad", "app:../etc"]);
+        assert!(loaded.changed);
+        assert_eq!(
+            loaded.state.update_status.as_deref(),
+            Some("Update successful")
+        );
+    }
+
+    #[test]
+    fn format_1_is_converted_with_its_idfs_stored_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let idf = r#"{"apps":[{"name":"a","version":"1"}]}"#;
+        let json = format!(
+            r#"{{"format":1,"idf":{idf},"commands":[
+                {{"id":"c1","request":{{"id":"c1","command":"assign","idf":{idf}}}}},
+                {{"id":"c2","request":{{"id":"c2","command":"update","idf":{idf},"force":true,
+                  "inform_user":{{"timeout_s":30}}}}}},
+                {{"id":"c3","request":{{"id":"c3","command":"reboot"}}}}],
+              "settings_overrides":{{"update.splay":"1m"}}}}"#
+        );
+        let loaded = reader(dir.path()).load(json.as_bytes()).unwrap();
+        let state = loaded.state;
+        assert_eq!(state.commands.len(), 2);
+        let r = state.idf.clone().unwrap();
+        assert_eq!(state.commands[0].command.idf(), Some(&r));
+        match &state.commands[1].command {
+            Queued::Update(u) => assert!(u.force && u.inform_user == Some(30)),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("idf")).unwrap().count(),
+            1
+        );
+        assert_eq!(state.set_aside[0].name, "command:c3");
+    }
+
+    #[test]
+    fn a_reference_to_a_missing_document_sets_the_command_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let json = format!(
+            r#"{{"format":2,"commands":[{{"id":"x","command":"assign","idf":"{}"}}],
+                "finished_commands":"oops"}}"#,
+            "a".repeat(64)
+        );
+        let loaded = reader(dir.path()).load(json.as_bytes()).unwrap();
+        assert!(loaded.state.commands.is_empty());
+        let names: Vec<_> = loaded
+            .state
+            .set_aside
+            .iter()
+            .map(|n| n.name.as_str())
+            .collect();
+        assert_eq!(names, ["command:x", "state:finished_commands"]);
+    }
+
+    #[test]
+    fn not_an_object_is_beyond_repair() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(reader(dir.path()).load(b"[1,2]").is_err());
+        assert!(reader(dir.path()).load(b"{not json").is_err());
+    }
+}
