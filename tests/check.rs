@@ -56,11 +56,9 @@ fn a_healthy_device_reports_ok_and_exits_0() {
             "{name}: {findings:#?}"
         );
     }
-    assert!(
-        finding(&findings, "files")["message"]
-            .as_str()
-            .unwrap()
-            .contains("all 1 files present")
+    assert_eq!(
+        finding(&findings, "files")["message"],
+        "1 of 1 wanted files"
     );
 }
 
@@ -177,11 +175,24 @@ fn a_file_missing_from_the_repository_fails_naming_it() {
     fs::remove_file(written.dir.join("b.bin")).unwrap();
     let (code, findings) = check(&device);
     assert_eq!(code, Some(1));
-    let files = finding(&findings, "files");
-    assert_eq!(files["level"], "FAIL", "{findings:#?}");
+    let repo = finding(&findings, "files");
+    assert_eq!(repo["subject"], "repository central", "{findings:#?}");
+    assert_eq!(repo["level"], "WARN", "{findings:#?}");
     assert!(
-        files["message"].as_str().unwrap().contains("b.bin"),
-        "{files}"
+        repo["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("1 of 2 wanted files; 1 on no usable repository"),
+        "{repo}"
+    );
+    let nowhere = findings
+        .iter()
+        .find(|f| f["subject"] == "wanted" && f["check"] == "files")
+        .unwrap_or_else(|| panic!("{findings:#?}"));
+    assert_eq!(nowhere["level"], "FAIL");
+    assert_eq!(
+        nowhere["message"],
+        format!("{} {} b.bin is on no usable repository", APP.0, APP.1)
     );
 }
 

@@ -20,6 +20,7 @@ use crate::repository::Timeouts;
 use crate::store::State;
 use crate::x509::Validity;
 
+mod files;
 mod repository;
 mod ums;
 
@@ -84,8 +85,9 @@ impl Finding {
     }
 }
 
-/// Runs every check. `state` is the journal (for the current IDF), if there is one.
-pub async fn run(settings: &Settings, state: Option<&State>) -> Vec<Finding> {
+/// Runs every check. `state` is the journal (for the current IDF), if there is one; `deep`
+/// reads every wanted file to compare its SHA-256.
+pub async fn run(settings: &Settings, state: Option<&State>, deep: bool) -> Vec<Finding> {
     let mut findings = Vec::new();
     if settings.repositories.is_empty() {
         findings.push(
@@ -102,12 +104,41 @@ pub async fn run(settings: &Settings, state: Option<&State>) -> Vec<Finding> {
         connect: settings.update.connect_timeout.min(Duration::from_secs(10)),
         read: settings.update.read_timeout.min(Duration::from_secs(20)),
     };
+    findings.extend(set_aside(settings, state));
+    let mut answered = Vec::new();
     for repo in &settings.repositories {
-        findings.extend(repository::check(repo, &timeouts, state).await);
+        let (found, client) = repository::check(repo, &timeouts).await;
+        findings.extend(found);
+        answered.extend(client);
     }
+    findings.extend(files::check(settings, state, &answered, deep).await);
     findings.extend(ums::check(settings).await);
     findings.push(check_space(settings, state));
     findings
+}
+
+/// Everything persisted that did not validate and is not applied: a failure each, with the
+/// way out.
+fn set_aside(settings: &Settings, state: Option<&State>) -> Vec<Finding> {
+    let notices = state.map(|s| s.set_aside.as_slice()).unwrap_or_default();
+    settings
+        .set_aside
+        .iter()
+        .chain(notices)
+        .map(|item| {
+            Finding::new(
+                Level::Fail,
+                &item.name,
+                "set aside",
+                format!("not applied: {}", item.reason),
+            )
+            .hint(format!(
+                "correct it and send it again, or run `igel-update-agent settings --reset {}` \
+                 to drop it",
+                item.name
+            ))
+        })
+        .collect()
 }
 
 /// How a certificate (`whose`: "the server's certificate") stands at `now`: expired or not yet valid fails, 30 days or

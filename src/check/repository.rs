@@ -1,6 +1,7 @@
 //! Per repository: name resolution, TCP connection, the server's certificate (its dates, read
-//! over a handshake of its own), TLS trust and authentication (one WebDAV listing of the root),
-//! the server's clock from its `Date` header, and every file of the current IDF.
+//! over a handshake of its own), TLS trust and authentication (one WebDAV listing of the root,
+//! naming the scheme used), and the server's clock from its `Date` header. A repository that
+//! answered is handed on to [`super::files`].
 
 use std::time::Duration;
 
@@ -8,15 +9,16 @@ use chrono::Utc;
 use tokio::net::TcpStream;
 
 use super::{Finding, Level, certificate_finding, check_clock};
-use crate::config::RepositorySettings;
-use crate::repository::{FailureKind, Repository, RepositoryError, Timeouts};
-use crate::store::State;
+use std::sync::Arc;
 
+use crate::config::{RepositoryAuth, RepositorySettings};
+use crate::repository::{FailureKind, Repository, RepositoryError, Timeouts};
+
+/// The findings, and the client when the repository answered a listing.
 pub(super) async fn check(
     settings: &RepositorySettings,
     timeouts: &Timeouts,
-    state: Option<&State>,
-) -> Vec<Finding> {
+) -> (Vec<Finding>, Option<Arc<Repository>>) {
     let subject = format!("repository {}", settings.name);
     let mut out = Vec::new();
     if settings.hidden() {
@@ -31,7 +33,7 @@ pub(super) async fn check(
     let port = settings.url.port_or_known_default().unwrap_or(443);
     let tcp = match reach(&subject, &host, port, timeouts.connect, &mut out).await {
         Some(tcp) => tcp,
-        None => return out,
+        None => return (out, None),
     };
     if settings.url.scheme() == "https" {
         out.push(check_certificate(&subject, &host, tcp, timeouts.connect).await);
@@ -39,8 +41,11 @@ pub(super) async fn check(
     let repo = match Repository::new(settings.clone(), timeouts) {
         Ok(r) => r,
         Err(e) => {
-            out.push(Finding::new(Level::Fail, &subject, "setup", e.to_string()));
-            return out;
+            out.push(
+                Finding::new(Level::Fail, &subject, "setup", e.to_string())
+                    .hint("check ca_certificate and the password (password_file or credential)"),
+            );
+            return (out, None);
         }
     };
     match repo.list_dated("").await {
@@ -59,19 +64,34 @@ pub(super) async fn check(
                 "listing",
                 format!("the top directory lists {} entries", entries.len()),
             ));
+            if let Some(auth) = authentication(&repo) {
+                out.push(auth);
+            }
             out.push(check_clock(&subject, date));
         }
         Err(e) => {
             out.push(listing_failure(&subject, &e));
-            return out;
+            return (out, None);
         }
     }
-    if !settings.hidden()
-        && let Some(state) = state
-    {
-        out.extend(check_files(&subject, &repo, state).await);
-    }
-    out
+    (out, Some(repo))
+}
+
+/// Which scheme the listing used: configured, or chosen from the server's challenge.
+fn authentication(repo: &Repository) -> Option<Finding> {
+    let subject = format!("repository {}", repo.name());
+    let how = match (&repo.settings.auth, repo.scheme()) {
+        (RepositoryAuth::None, _) => return None,
+        (RepositoryAuth::Auto { .. }, Some(scheme)) => {
+            format!("{} (offered by the server; auth is not set)", scheme.name())
+        }
+        (RepositoryAuth::Auto { .. }, None) => {
+            "not asked for: the server lists without a password".to_string()
+        }
+        (_, Some(scheme)) => format!("{} (auth = {:?})", scheme.name(), repo.settings.auth.name()),
+        (_, None) => "not asked for: the server lists without a password".to_string(),
+    };
+    Some(Finding::new(Level::Ok, &subject, "authentication", how))
 }
 
 /// Name resolution and a TCP connection, each a finding; the connection when both worked.
@@ -191,75 +211,4 @@ fn listing_failure(subject: &str, e: &RepositoryError) -> Finding {
         _ => Finding::new(Level::Fail, subject, "listing", e.to_string())
             .hint("is WebDAV enabled for the URL?"),
     }
-}
-
-/// Every file of every app of the current IDF, by its resolved version.
-async fn check_files(subject: &str, repo: &Repository, state: &State) -> Vec<Finding> {
-    let mut out = Vec::new();
-    for app in state.apps.iter().filter(|a| !a.version.is_empty()) {
-        let path = format!("{}/{}/app.json", app.name, app.version);
-        let manifest = match repo
-            .fetch_small(&path, crate::manifest::MAX_MANIFEST_BYTES)
-            .await
-        {
-            Ok(bytes) => match crate::manifest::Manifest::parse(&bytes) {
-                Ok(m) => m,
-                Err(e) => {
-                    out.push(Finding::new(
-                        Level::Fail,
-                        subject,
-                        "files",
-                        format!("{path}: {e}"),
-                    ));
-                    continue;
-                }
-            },
-            Err(e) => {
-                out.push(
-                    Finding::new(Level::Fail, subject, "files", format!("{path}: {e}"))
-                        .hint("the repository has not (yet) received this version"),
-                );
-                continue;
-            }
-        };
-        let mut missing = Vec::new();
-        for file in &manifest.files {
-            let rel = format!("{}/{}/{}", app.name, app.version, file.path);
-            match repo.size_of(&rel).await {
-                Ok(Some(size)) if size == file.size => {}
-                Ok(Some(size)) => missing.push(format!(
-                    "{} has {size} bytes, app.json says {}",
-                    file.path, file.size
-                )),
-                Ok(None) => {}
-                Err(e) => missing.push(format!("{}: {e}", file.path)),
-            }
-        }
-        if missing.is_empty() {
-            out.push(Finding::new(
-                Level::Ok,
-                subject,
-                "files",
-                format!(
-                    "{} {}: all {} files present",
-                    app.name,
-                    app.version,
-                    manifest.files.len()
-                ),
-            ));
-        } else {
-            out.push(
-                Finding::new(
-                    Level::Fail,
-                    subject,
-                    "files",
-                    format!("{} {}: {}", app.name, app.version, missing.join("; ")),
-                )
-                .hint(
-                    "the repository's copy is incomplete; the device will use the next repository",
-                ),
-            );
-        }
-    }
-    out
 }

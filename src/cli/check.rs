@@ -8,8 +8,13 @@ use crate::store::read_state;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
+    /// The findings as JSON: {"ok": bool, "findings": [...]}.
     #[arg(long)]
     json: bool,
+    /// Also read every wanted file from every repository (under the bandwidth limit) and
+    /// compare its SHA-256 with app.json.
+    #[arg(long)]
+    deep: bool,
 }
 
 pub fn run(global: &Global, args: Args) -> CmdResult {
@@ -22,7 +27,7 @@ pub fn run(global: &Global, args: Args) -> CmdResult {
         }
     };
     let rt = super::runtime()?;
-    let findings = rt.block_on(check::run(&settings, state.as_ref()));
+    let findings = rt.block_on(check::run(&settings, state.as_ref(), args.deep));
     let failed = findings.iter().any(|f| f.level == Level::Fail);
     if args.json {
         let doc = serde_json::json!({"ok": !failed, "findings": findings});
