@@ -168,6 +168,19 @@ fn check_ca(path: &Path, origin: &Origin) -> Result<(), ConfigError> {
             ),
         ));
     }
+    for (i, cert) in certs.iter().enumerate() {
+        crate::x509::validity(cert).map_err(|e| {
+            invalid(
+                origin,
+                key,
+                format!(
+                    "{}: certificate {} is not an X.509 certificate ({e})",
+                    path.display(),
+                    i + 1
+                ),
+            )
+        })?;
+    }
     Ok(())
 }
 

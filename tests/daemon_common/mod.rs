@@ -40,17 +40,28 @@ pub struct Device {
     root: tempfile::TempDir,
     agent: Agent,
     socket: PathBuf,
-    repo_url: String,
+    /// The `[[repository]]` tables of its configuration.
+    repositories: String,
 }
 
 impl Device {
     /// A device whose only repository is `repo`, with more `[update]` lines.
     pub fn new(repo: &Repo, extra_update: &str) -> Device {
+        let central = format!(
+            "[[repository]]\nname = \"central\"\nurl = {:?}\npriority = 100\n",
+            repo.apache.url()
+        );
+        Device::with_repositories(&central, extra_update)
+    }
+
+    /// A device whose configuration has these `[[repository]]` tables (maybe none: the
+    /// `settings` command can add them) and more `[update]` lines.
+    pub fn with_repositories(repositories: &str, extra_update: &str) -> Device {
         let root = temp_dir("daemon");
         let agent = Agent::new(root.path().join("agent.toml"), root.path().join("state"));
         let device = Device {
             socket: root.path().join("run").join("control.sock"),
-            repo_url: repo.apache.url(),
+            repositories: repositories.to_string(),
             root,
             agent,
         };
@@ -63,10 +74,9 @@ impl Device {
     pub fn write_config(&self, extra_update: &str) {
         let text = format!(
             "[update]\n{FAST_UPDATE}{extra_update}\n\
-             [paths]\ncontrol_socket = {:?}\n\n\
-             [[repository]]\nname = \"central\"\nurl = {:?}\npriority = 100\n",
+             [paths]\ncontrol_socket = {:?}\n\n{}",
             path_str(&self.socket),
-            self.repo_url
+            self.repositories
         );
         let tmp = self.root().join(".agent.toml.tmp");
         fs::write(&tmp, text).expect("cannot write agent.toml");
