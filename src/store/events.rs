@@ -13,6 +13,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::{AppState, State, Store, StoreError, write_atomic};
+use crate::config::SetAside;
 
 /// At most this many events wait for the UMS; older ones are dropped (and counted).
 pub const EVENT_QUEUE_CAPACITY: usize = 1000;
@@ -122,25 +123,43 @@ pub(super) fn path(state_dir: &Path) -> PathBuf {
 }
 
 /// Reads the queue; a file that cannot be read as one is kept beside as `.corrupt` (and
-/// reported) and the queue starts empty, so that a bad file never stops the agent.
-pub(super) fn load(state_dir: &Path) -> Result<EventQueue, StoreError> {
+/// reported, with a notice of what was set aside) and the queue starts empty, so that a bad
+/// file never stops the agent.
+pub(super) fn load(state_dir: &Path) -> Result<(EventQueue, Option<SetAside>), StoreError> {
     let path = path(state_dir);
     let bytes = match std::fs::read(&path) {
         Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(EventQueue::default()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok((EventQueue::default(), None));
+        }
         Err(source) => return Err(StoreError::Io { path, source }),
     };
-    match serde_json::from_slice(&bytes) {
-        Ok(queue) => Ok(queue),
+    let queue = serde_json::from_slice::<EventQueue>(&bytes)
+        .map_err(|e| e.to_string())
+        .and_then(|q| {
+            (q.events.len() <= EVENT_QUEUE_CAPACITY)
+                .then_some(q)
+                .ok_or_else(|| format!("more than {EVENT_QUEUE_CAPACITY} events"))
+        });
+    match queue {
+        Ok(queue) => Ok((queue, None)),
         Err(e) => {
             let corrupt = state_dir.join(format!("{EVENTS_FILE}.corrupt"));
-            tracing::warn!(
-                "{}: not a valid event queue ({e}); kept as {} and starting an empty queue",
+            let reason = format!(
+                "{}: not a valid event queue ({e}); kept as {}, the queue starts empty and seq \
+                 starts again at 0",
                 path.display(),
                 corrupt.display()
             );
+            tracing::warn!("{reason}");
             std::fs::rename(&path, &corrupt).map_err(super::io_error(&path))?;
-            Ok(EventQueue::default())
+            Ok((
+                EventQueue::default(),
+                Some(SetAside {
+                    name: EVENTS_FILE.to_string(),
+                    reason,
+                }),
+            ))
         }
     }
 }
@@ -168,8 +187,11 @@ impl Store {
         if self.events_enabled() {
             return Ok(());
         }
-        let queue = load(&self.state_dir)?;
+        let (queue, problem) = load(&self.state_dir)?;
         *self.events.lock() = Some(queue);
+        if let Some(notice) = problem {
+            self.note_set_aside(notice)?;
+        }
         Ok(())
     }
 
