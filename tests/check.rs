@@ -224,3 +224,133 @@ fn a_server_clock_an_hour_behind_fails() {
 fn httpdate_of(t: std::time::SystemTime) -> String {
     httpdate::fmt_http_date(t)
 }
+
+/// `[[app]]` lines for the configuration.
+fn app_tables(apps: &[(&str, &str)]) -> String {
+    apps.iter()
+        .map(|(name, version)| format!("\n[[app]]\nname = {name:?}\nversion = {version:?}\n"))
+        .collect()
+}
+
+/// The `check` line of `subject`'s `files` finding.
+#[track_caller]
+fn files_line<'a>(out: &'a str, subject: &str) -> &'a str {
+    out.lines()
+        .find(|l| l.contains(&format!(" {subject} files: ")))
+        .unwrap_or_else(|| panic!("no files line for {subject}:\n{out}"))
+}
+
+#[test]
+fn wanted_files_are_counted_on_every_repository_before_anything_was_applied() {
+    let files = |seed: u64| -> Vec<(&'static str, Vec<u8>)> {
+        vec![
+            ("a.bin", pseudo_random_bytes(seed, 3000)),
+            ("b.bin", pseudo_random_bytes(seed + 1, 3000)),
+            ("c.bin", pseudo_random_bytes(seed + 2, 3000)),
+        ]
+    };
+    // central has everything (and a newer version), branch only a.bin, staging (hidden)
+    // everything of 1.0.
+    let (central_root, central_10) = repo_with("demo", "1.0", &files(1));
+    support::write_app(central_root.path(), "demo", "1.1", &files(7), false);
+    let (branch_root, branch_10) = repo_with("demo", "1.0", &files(1));
+    fs::remove_file(branch_10.dir.join("b.bin")).unwrap();
+    fs::remove_file(branch_10.dir.join("c.bin")).unwrap();
+    let (staging_root, _) = repo_with("demo", "1.0", &files(1));
+    let central = Apache::builder(central_root.path()).start();
+    let branch = Apache::builder(branch_root.path()).start();
+    let staging = Apache::builder(staging_root.path()).start();
+    let device = transfer_common::Device::with_update(
+        &[
+            RepoConf::new("branch", &branch.url(), 200),
+            RepoConf::new("central", &central.url(), 100),
+            RepoConf::new("staging", &staging.url(), -1),
+        ],
+        &app_tables(&[("demo", "latest")]),
+    );
+
+    // A fresh device: nothing applied yet, the [[app]] tables say what is wanted. `latest`
+    // is what the first usable repository lists (branch: 1.0).
+    let out = device.run(&["check"]);
+    assert_eq!(out.code, Some(0), "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains("OK   wanted apps: 1 apps from the configuration's [[app]] tables"),
+        "{}",
+        out.stdout
+    );
+    let line = files_line(&out.stdout, "repository branch");
+    assert!(
+        line.starts_with(
+            "WARN repository branch files: 1 of 3 wanted files; the rest from central"
+        ),
+        "{line}"
+    );
+    assert!(line.contains("demo 1.0 b.bin is missing"), "{line}");
+    assert_eq!(
+        files_line(&out.stdout, "repository central"),
+        "OK   repository central files: 3 of 3 wanted files; its latest demo is 1.1, the \
+         device takes 1.0"
+    );
+    assert_eq!(
+        files_line(&out.stdout, "repository staging"),
+        "OK   repository staging files: hidden; 3 of 3 wanted files: complete, its priority \
+         can be raised"
+    );
+    // Hidden repositories are still never used for downloads: check only asked HEAD.
+    assert!(
+        staging.access_log().iter().all(|e| e.method != "GET"),
+        "{:?}",
+        staging.access_log()
+    );
+
+    // A file that only the hidden repository has: a failure (it is not used for downloads).
+    fs::remove_file(central_10.dir.join("c.bin")).unwrap();
+    let out = device.run(&["check"]);
+    assert_eq!(out.code, Some(1), "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains("FAIL wanted files: demo 1.0 c.bin is on no usable repository"),
+        "{}",
+        out.stdout
+    );
+    fs::write(central_10.dir.join("c.bin"), &files(1)[2].1).unwrap();
+
+    // Same size, other bytes: only --deep sees it, reading the file.
+    let mut b = files(1)[1].1.clone();
+    b[100] ^= 0xff;
+    fs::write(central_10.dir.join("b.bin"), &b).unwrap();
+    let out = device.run(&["check"]);
+    assert_eq!(out.code, Some(0), "{}", out.stdout);
+    let out = device.run(&["check", "--deep"]);
+    assert_eq!(out.code, Some(1), "{}", out.stdout);
+    let line = files_line(&out.stdout, "repository central");
+    assert!(
+        line.starts_with("WARN repository central files: 2 of 3 wanted files")
+            && line.contains("demo 1.0 b.bin: the SHA-256 differs from app.json"),
+        "{line}"
+    );
+    assert!(
+        out.stdout
+            .contains("FAIL wanted files: demo 1.0 b.bin is on no usable repository"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        !central
+            .requests_for("/demo/1.0/b.bin")
+            .iter()
+            .all(|e| e.method != "GET")
+    );
+
+    // A hidden repository that is not complete yet says so.
+    fs::remove_file(staging_root.path().join("demo/1.0/a.bin")).unwrap();
+    let out = device.run(&["check"]);
+    let line = files_line(&out.stdout, "repository staging");
+    assert!(
+        line.starts_with(
+            "WARN repository staging files: hidden; 2 of 3 wanted files: not complete yet"
+        ),
+        "{line}"
+    );
+}

@@ -130,3 +130,83 @@ fn tls_with_private_ca_works_and_without_it_fails_clearly() {
         "a file was installed over an untrusted connection"
     );
 }
+
+/// The `check` line of the repository's authentication finding.
+#[track_caller]
+fn authentication_line(device: &Device) -> String {
+    let out = device.run(&["check"]);
+    out.stdout
+        .lines()
+        .find(|l| l.contains("repository central authentication:"))
+        .unwrap_or_else(|| panic!("no authentication finding:\n{}", out.stdout))
+        .to_string()
+}
+
+#[test]
+fn a_username_without_auth_follows_the_servers_challenge() {
+    let data = pseudo_random_bytes(21, 20_000);
+    let secrets = temp_dir("secrets");
+    let password = write_password_file(secrets.path(), "pw", "s3cret");
+
+    // Digest offered over plain http: Digest.
+    let (root, _) = repo_with(APP.0, APP.1, &[(FILE, data.clone())]);
+    let digest = Apache::builder(root.path())
+        .digest_auth("device", "s3cret")
+        .start();
+    let device =
+        Device::new(&[RepoConf::new("central", &digest.url(), 100).user("device", &password)]);
+    device.deliver(APP.0, APP.1).assert_success();
+    device.assert_delivered(APP, FILE, &data, "central");
+    assert!(
+        authentication_line(&device)
+            .starts_with("OK   repository central authentication: Digest (offered by the server"),
+        "{}",
+        authentication_line(&device)
+    );
+
+    // Basic offered over plain http: refused (the password would cross the network readable).
+    let (root, _) = repo_with(APP.0, APP.1, &[(FILE, data.clone())]);
+    let basic = Apache::builder(root.path())
+        .basic_auth("device", "s3cret")
+        .start();
+    let device =
+        Device::new(&[RepoConf::new("central", &basic.url(), 100).user("device", &password)]);
+    device.deliver(APP.0, APP.1).assert_code(1);
+    let error = device.app_status(APP.0)["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        error.contains("only Basic") && error.contains("auth = \"basic\""),
+        "{error}"
+    );
+    assert!(
+        basic.access_log().iter().all(|e| e.status == 401),
+        "the server accepted a request, so the password was sent: {:?}",
+        basic.access_log()
+    );
+    // ... unless the administrator says so.
+    let device = Device::new(&[RepoConf::new("central", &basic.url(), 100)
+        .user("device", &password)
+        .auth("basic")]);
+    device.deliver(APP.0, APP.1).assert_success();
+
+    // Basic offered over https: Basic.
+    let (root, _) = repo_with(APP.0, APP.1, &[(FILE, data.clone())]);
+    let tls = TlsFiles::localhost();
+    let https = Apache::builder(root.path())
+        .tls_files(&tls)
+        .basic_auth("device", "s3cret")
+        .start();
+    let device = Device::new(&[RepoConf::new("central", &https.url(), 100)
+        .user("device", &password)
+        .ca_certificate(tls.ca_path())]);
+    device.deliver(APP.0, APP.1).assert_success();
+    device.assert_delivered(APP, FILE, &data, "central");
+    assert!(
+        authentication_line(&device)
+            .starts_with("OK   repository central authentication: Basic (offered by the server"),
+        "{}",
+        authentication_line(&device)
+    );
+}

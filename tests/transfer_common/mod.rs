@@ -30,7 +30,9 @@ pub struct RepoConf {
     name: String,
     url: String,
     priority: i64,
-    digest: Option<(String, PathBuf)>,
+    /// `auth` (none: not written, the server's challenge decides).
+    auth: Option<String>,
+    credentials: Option<(String, PathBuf)>,
     ca_certificate: Option<PathBuf>,
 }
 
@@ -40,14 +42,25 @@ impl RepoConf {
             name: name.to_string(),
             url: url.to_string(),
             priority,
-            digest: None,
+            auth: None,
+            credentials: None,
             ca_certificate: None,
         }
     }
 
     /// `auth = "digest"` with `username` and a `password_file` (mode 0600).
-    pub fn digest(mut self, username: &str, password_file: &Path) -> RepoConf {
-        self.digest = Some((username.to_string(), password_file.to_path_buf()));
+    pub fn digest(self, username: &str, password_file: &Path) -> RepoConf {
+        self.user(username, password_file).auth("digest")
+    }
+
+    /// `username` and a `password_file` (mode 0600), without `auth`.
+    pub fn user(mut self, username: &str, password_file: &Path) -> RepoConf {
+        self.credentials = Some((username.to_string(), password_file.to_path_buf()));
+        self
+    }
+
+    pub fn auth(mut self, auth: &str) -> RepoConf {
+        self.auth = Some(auth.to_string());
         self
     }
 
@@ -61,10 +74,13 @@ impl RepoConf {
             "\n[[repository]]\nname = {:?}\nurl = {:?}\npriority = {}\n",
             self.name, self.url, self.priority
         );
-        if let Some((user, file)) = &self.digest {
+        if let Some(auth) = &self.auth {
+            let _ = writeln!(t, "auth = {auth:?}");
+        }
+        if let Some((user, file)) = &self.credentials {
             let _ = writeln!(
                 t,
-                "auth = \"digest\"\nusername = {user:?}\npassword_file = {:?}",
+                "username = {user:?}\npassword_file = {:?}",
                 file.display().to_string()
             );
         }
