@@ -54,6 +54,21 @@ fn everything_but_credentials(dir: &Path) -> String {
     text
 }
 
+/// A repository root with `APP` 1.0 (and the payload's bytes), for an Apache of the test's
+/// own making.
+fn published() -> (tempfile::TempDir, Vec<u8>) {
+    let root = temp_dir("repo");
+    let data = lifecycle_common::payload(APP, "1.0");
+    support::write_app(
+        root.path(),
+        APP,
+        "1.0",
+        &[(&lifecycle_common::payload_name(APP), data.clone())],
+        false,
+    );
+    (root, data)
+}
+
 fn credential_files(state_dir: &Path) -> Vec<std::path::PathBuf> {
     fs::read_dir(state_dir.join("credentials"))
         .map(|entries| entries.flatten().map(|e| e.path()).collect())
@@ -220,19 +235,11 @@ fn a_rejected_settings_command_changes_nothing_and_the_daemon_still_starts() {
 fn a_repository_configured_the_igel_way_authenticates_with_secrets_from_the_ums() {
     const PASSWORD: &str = "Ums-Secret-9x7";
     let tls = TlsFiles::localhost();
-    let root = temp_dir("igel-way");
+    let (root, data) = published();
     let apache = Apache::builder(root.path())
         .tls_files(&tls)
         .digest_auth("device", PASSWORD)
         .start();
-    let data = lifecycle_common::payload(APP, "1.0");
-    support::write_app(
-        root.path(),
-        APP,
-        "1.0",
-        &[(&lifecycle_common::payload_name(APP), data.clone())],
-        false,
-    );
     let device = Device::with_repositories("", "");
     let mut daemon = device.start();
     let encoded = base64::engine::general_purpose::STANDARD.encode(PASSWORD);
@@ -328,18 +335,10 @@ fn a_repository_configured_the_igel_way_authenticates_with_secrets_from_the_ums(
 #[test]
 fn a_systemd_credential_is_needed_only_by_a_transfer_in_this_process() {
     const PASSWORD: &str = "cred-pass-4411";
-    let root = temp_dir("credential");
+    let (root, _) = published();
     let apache = Apache::builder(root.path())
         .digest_auth("device", PASSWORD)
         .start();
-    let data = lifecycle_common::payload(APP, "1.0");
-    support::write_app(
-        root.path(),
-        APP,
-        "1.0",
-        &[(&lifecycle_common::payload_name(APP), data)],
-        false,
-    );
     let device = Device::with_repositories(
         &format!(
             "[[repository]]\nname = \"central\"\nurl = {:?}\nauth = \"digest\"\n\

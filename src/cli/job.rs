@@ -72,11 +72,13 @@ async fn print_progress(store: Arc<Store>) {
     loop {
         tokio::time::sleep(every).await;
         let state = store.snapshot();
-        let (done, total): (u64, u64) = state
-            .apps
-            .iter()
-            .fold((0, 0), |(d, t), a| (d + a.bytes_done, t + a.bytes_total));
-        let pct = (done * 100).checked_div(total).unwrap_or(0);
+        let (done, total): (u64, u64) = state.apps.iter().fold((0u64, 0u64), |(d, t), a| {
+            (
+                d.saturating_add(a.bytes_done),
+                t.saturating_add(a.bytes_total),
+            )
+        });
+        let pct = done.saturating_mul(100).checked_div(total).unwrap_or(0);
         let line = state
             .apps
             .iter()
@@ -84,7 +86,10 @@ async fn print_progress(store: Arc<Store>) {
                 format!(
                     "{} {}%",
                     a.name,
-                    (a.bytes_done * 100).checked_div(a.bytes_total).unwrap_or(0)
+                    a.bytes_done
+                        .saturating_mul(100)
+                        .checked_div(a.bytes_total)
+                        .unwrap_or(0)
                 )
             })
             .collect::<Vec<_>>()

@@ -133,11 +133,15 @@ fn watch(rt: &tokio::runtime::Runtime, settings: &Settings) -> CmdResult {
 
 fn progress_line(app: &crate::report::AppStatus, rate: f64) -> String {
     const WIDTH: u64 = 24;
-    let filled = (app.bytes_done * WIDTH)
+    let filled = app
+        .bytes_done
+        .saturating_mul(WIDTH)
         .checked_div(app.bytes_total)
         .unwrap_or(0)
         .min(WIDTH) as usize;
-    let pct = (app.bytes_done * 100)
+    let pct = app
+        .bytes_done
+        .saturating_mul(100)
         .checked_div(app.bytes_total)
         .unwrap_or(0);
     let eta = if rate > 1.0 && app.bytes_done < app.bytes_total {

@@ -28,6 +28,8 @@ pub const MAX_FINISHED: usize = 500;
 /// Notices kept (the newest).
 pub const MAX_NOTICES: usize = 50;
 const MAX_STATUS_TEXT: usize = 4096;
+/// No app holds a petabyte.
+const MAX_BYTES: u64 = 1 << 50;
 /// How much of a bad value a notice quotes.
 const QUOTE: usize = 200;
 
@@ -365,6 +367,10 @@ fn check_record(r: &AppRecord) -> Result<(), String> {
     if let Some(previous) = r.activating.as_ref().and_then(|a| a.previous.as_ref()) {
         check_version(previous).map_err(|e| format!("activating.previous: {e}"))?;
     }
+    // Sizes come from app.json files, which name at most terabytes.
+    if r.bytes_done > MAX_BYTES || r.bytes_total > MAX_BYTES {
+        return Err(format!("a byte count over {MAX_BYTES}"));
+    }
     for path in r.files.keys() {
         crate::manifest::check_file_path(path).map_err(|e| format!("files: {e}"))?;
     }
@@ -374,6 +380,15 @@ fn check_record(r: &AppRecord) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn names(loaded: &Loaded) -> Vec<&str> {
+        loaded
+            .state
+            .set_aside
+            .iter()
+            .map(|n| n.name.as_str())
+            .collect()
+    }
 
     fn reader(dir: &Path) -> Reader<'_> {
         Reader {
@@ -395,13 +410,7 @@ mod tests {
         assert_eq!(loaded.state.apps.len(), 1);
         assert_eq!(loaded.state.apps[0].name, "good");
         assert_eq!(loaded.dropped_apps, ["bad"]);
-        let names: Vec<_> = loaded
-            .state
-            .set_aside
-            .iter()
-            .map(|n| n.name.as_str())
-            .collect();
-        assert_eq!(names, ["app:bad", "app:../etc"]);
+        assert_eq!(names(&loaded), ["app:bad", "app:../etc"]);
         assert!(loaded.changed);
         assert_eq!(
             loaded.state.update_status.as_deref(),
@@ -447,13 +456,7 @@ mod tests {
         );
         let loaded = reader(dir.path()).load(json.as_bytes()).unwrap();
         assert!(loaded.state.commands.is_empty());
-        let names: Vec<_> = loaded
-            .state
-            .set_aside
-            .iter()
-            .map(|n| n.name.as_str())
-            .collect();
-        assert_eq!(names, ["command:x", "state:finished_commands"]);
+        assert_eq!(names(&loaded), ["command:x", "state:finished_commands"]);
     }
 
     #[test]
