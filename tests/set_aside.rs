@@ -250,15 +250,28 @@ fn settings_an_earlier_version_kept_in_state_json_move_to_their_own_files() {
         device.state_dir(),
         &json!({"format": 1, "apps": [], "settings_overrides": {
             "update.activate_after_installation": "false",
+            "update.no_longer_known": "1",
             "update.external_binary_source5.url": repo.apache.url(),
             "update.external_binary_source5.username": "device",
             "update.external_binary_source5.password": PASSWORD,
+            "update.external_binary_source5.crypt_password": "base64:!!not base64",
         }}),
+    );
+    // Before the move, the listing does not show the password either.
+    let listing = device.agent().run(&["settings"], JOB_TIMEOUT);
+    assert!(
+        !listing.stdout.contains(PASSWORD) && listing.stdout.contains("password=***"),
+        "{}",
+        listing.stdout
     );
     let daemon = device.start();
     let status = daemon.status();
     assert_eq!(status["settings"]["activate_after_installation"], false);
-    assert_eq!(status["set_aside"], json!([]), "{status:#}");
+    // One key this version refuses costs that key alone.
+    assert_eq!(
+        status["set_aside"][0]["name"], "update.no_longer_known",
+        "{status:#}"
+    );
     let journal = fs::read_to_string(device.state_dir().join("state.json")).unwrap();
     let settings = fs::read_to_string(device.state_dir().join("settings.json")).unwrap();
     assert!(!journal.contains(PASSWORD) && !settings.contains(PASSWORD));

@@ -179,6 +179,9 @@ fn a_rejected_settings_command_changes_nothing_and_the_daemon_still_starts() {
     let device = Device::new(&repo, "");
     let mut daemon = device.start();
     let before = fs::read(device.state_dir().join("state.json")).ok();
+    // A FIFO where a certificate should be: refused, not waited on for ever.
+    let fifo = device.root().join("ca-fifo.pem");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
     for (values, needle) in [
         (
             json!({"update.external_binary_source3.url": "https://localhost:1/",
@@ -195,6 +198,15 @@ fn a_rejected_settings_command_changes_nothing_and_the_daemon_still_starts() {
         (json!({"update.retries": "1000"}), "0..=10"),
         (json!({"update.reminder_interval": "0s"}), "1s..=7days"),
         (json!({"update.notify_command": "/bin/sh"}), "unknown key"),
+        (
+            json!({"update.external_binary_source1.password": ["hunter2-in-a-list"]}),
+            "the value is a list",
+        ),
+        (
+            json!({"update.external_binary_source3.url": "https://localhost:1/",
+                   "update.external_binary_source3.certificate": path_str(&fifo)}),
+            "not a regular file",
+        ),
     ] {
         let reply = daemon.request(settings("bad", values.clone()));
         assert_eq!(reply["result"], "rejected", "{values}: {reply}");
@@ -222,6 +234,7 @@ fn a_rejected_settings_command_changes_nothing_and_the_daemon_still_starts() {
     }
     assert!(!device.state_dir().join("settings.json").exists());
     assert!(credential_files(device.state_dir()).is_empty());
+    assert!(!daemon.stderr().contains("hunter2"), "{}", daemon.stderr());
     assert_eq!(fs::read(device.state_dir().join("state.json")).ok(), before);
     assert!(daemon.is_running());
 
@@ -357,6 +370,9 @@ fn a_systemd_credential_is_needed_only_by_a_transfer_in_this_process() {
         "{}",
         config.stderr
     );
+    // Activation and settings never contact a repository.
+    cli(&device, &["activate", "--boot"]).assert_success();
+    cli(&device, &["settings", "update.splay=1m"]).assert_success();
     let idf_file = device.root().join("idf.json");
     fs::write(&idf_file, idf(&[(APP, "1.0")]).to_string()).unwrap();
     let here = cli(&device, &["delivery", "--idf", &path_str(&idf_file)]);

@@ -94,6 +94,15 @@ impl Agent {
         self.apply_policy()
     }
 
+    /// Whether every repository used for downloads can authenticate from this process (a
+    /// systemd credential is there only under systemd).
+    pub fn check_ready(&self) -> Result<(), AgentError> {
+        for repo in &self.repositories {
+            repo.ready()?;
+        }
+        Ok(())
+    }
+
     fn require_repositories(&self) -> Result<(), AgentError> {
         if self.settings.repositories.is_empty() {
             return Err(AgentError::NoRepositories);

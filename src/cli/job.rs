@@ -40,6 +40,9 @@ pub async fn run_job(
 ) -> CmdResult {
     let bandwidth = Bandwidth::new(settings.update.effective_limit());
     let agent = Agent::new(settings, store.clone(), bandwidth).map_err(agent_failure)?;
+    if !matches!(job, Job::ActivateAtBoot) {
+        agent.check_ready().map_err(agent_failure)?;
+    }
     agent.recover().map_err(agent_failure)?;
     let progress = show_progress.then(|| tokio::spawn(print_progress(store.clone())));
     let outcome = match &job {

@@ -164,7 +164,8 @@ pub fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     let global = Global {
-        config: ConfigSource::new(cli.config.as_deref(), cli.state_dir.as_deref()),
+        config: ConfigSource::new(cli.config.as_deref(), cli.state_dir.as_deref())
+            .verified_by(crate::repository::verify),
     };
     let result = match cli.command {
         Command::Run => run::run(&global),

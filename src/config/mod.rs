@@ -37,6 +37,9 @@ pub enum ConfigError {
         key: String,
         reason: String,
     },
+    /// What [`ConfigSource::verify`] found (a repository client that cannot be built).
+    #[error("{0}")]
+    Unusable(String),
 }
 
 /// `file:line: key `k`: reason`, or for a persisted setting `setting KEY: reason` (the
@@ -150,6 +153,10 @@ pub struct ConfigSource {
     pub explicit: bool,
     pub state_dir: Option<PathBuf>,
     pub access: FileAccess,
+    /// A check of a valid configuration beyond this module (with [`FileAccess::Read`]): the
+    /// caller builds what the settings describe, for example every repository client, so
+    /// that a persisted setting that validates but cannot be used is set aside too.
+    pub verify: Option<fn(&Settings) -> Result<(), String>>,
 }
 
 impl ConfigSource {
@@ -159,6 +166,15 @@ impl ConfigSource {
             explicit: path.is_some(),
             state_dir: state_dir.map(Path::to_path_buf),
             access: FileAccess::Read,
+            verify: None,
+        }
+    }
+
+    /// The same source, checking every configuration with `verify` (see the field).
+    pub fn verified_by(self, verify: fn(&Settings) -> Result<(), String>) -> ConfigSource {
+        ConfigSource {
+            verify: Some(verify),
+            ..self
         }
     }
 
@@ -261,7 +277,11 @@ impl ConfigSource {
         for group in apply {
             overrides::apply(&groups[*group], &mut merged, &state_dir)?;
         }
-        settings::validate(merged, self.state_dir.as_deref(), self.access)
+        let settings = settings::validate(merged, self.state_dir.as_deref(), self.access)?;
+        if let (Some(verify), FileAccess::Read) = (self.verify, self.access) {
+            verify(&settings).map_err(ConfigError::Unusable)?;
+        }
+        Ok(settings)
     }
 }
 

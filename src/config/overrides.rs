@@ -36,6 +36,8 @@ pub const MAX_KEYS: usize = 256;
 pub const MAX_VALUE: usize = 4096;
 /// Longest PEM document accepted as a certificate value.
 pub const MAX_CERTIFICATE: usize = 256 * 1024;
+/// The largest `settings.json` read.
+const MAX_FILE: u64 = 4 * 1024 * 1024;
 /// The reset name that means every key and every notice.
 pub const RESET_ALL: &str = "*";
 /// `crypt_password` values in this form are decoded first.
@@ -81,7 +83,7 @@ impl Overrides {
     /// keeps its settings in `state.json`; they count until [`migrate_legacy`] moves them.
     pub fn read(state_dir: &Path) -> Result<Overrides, ReadProblem> {
         let path = state_dir.join(FILE);
-        match std::fs::read(&path) {
+        match durable::read_regular(&path, MAX_FILE).map_err(|e| e.source) {
             Ok(bytes) => parse(&bytes).map_err(|reason| {
                 ReadProblem::Invalid(SetAside {
                     name: FILE.to_string(),
@@ -109,6 +111,7 @@ impl Overrides {
     /// The value of a key that is not a secret, as the command line shows it.
     pub fn shown(&self, key: &str) -> Option<String> {
         match self.values.get(key)? {
+            Stored::Text(_) if key.ends_with("password") => Some("***".into()),
             Stored::Text(t) => Some(t.clone()),
             Stored::Credential { .. } => Some("***".into()),
         }
@@ -155,7 +158,8 @@ fn parse(bytes: &[u8]) -> Result<Overrides, String> {
 
 /// Format 1 of `state.json` kept the settings in its `settings_overrides`, passwords in clear.
 fn legacy(state_dir: &Path) -> Overrides {
-    let Ok(bytes) = std::fs::read(state_dir.join("state.json")) else {
+    let Ok(bytes) = durable::read_regular(&state_dir.join("state.json"), crate::store::MAX_JOURNAL)
+    else {
         return Overrides::default();
     };
     #[derive(Deserialize)]
@@ -186,17 +190,41 @@ pub fn migrate_legacy(state_dir: &Path) -> Result<bool, String> {
     if old.is_empty() {
         return Ok(false);
     }
-    let values: BTreeMap<String, String> = old
-        .values
-        .into_iter()
-        .filter_map(|(k, v)| match v {
-            Stored::Text(t) => Some((k, t)),
-            Stored::Credential { .. } => None,
-        })
-        .collect();
-    let change = Change::prepare(state_dir, &Overrides::default(), &values, &[])?;
-    change.commit().map_err(|e| e.to_string())?;
+    // Key by key, so that one key this version refuses costs only that key: it is kept as
+    // it was (and set aside when applied), unless it is a secret, which is never kept in
+    // clear.
+    let mut next = Overrides::default();
+    let mut staged = Vec::new();
+    for (key, value) in old.values {
+        let Stored::Text(text) = value else { continue };
+        let one = BTreeMap::from([(key.clone(), text.clone())]);
+        match Change::prepare(state_dir, &next, &one, &[]) {
+            Ok(change) => {
+                next = change.next.clone();
+                staged.extend(change.staged);
+            }
+            Err(reason) if is_secret(&key) => {
+                tracing::warn!("settings of an earlier version: {key} dropped: {reason}");
+            }
+            Err(_) => {
+                next.values.insert(key, Stored::Text(text));
+            }
+        }
+    }
+    let all = Change {
+        state_dir: state_dir.to_path_buf(),
+        next,
+        touched: BTreeSet::new(),
+        other_resets: Vec::new(),
+        reset_all: false,
+        staged,
+    };
+    all.commit().map_err(|e| e.to_string())?;
     Ok(true)
+}
+
+fn is_secret(key: &str) -> bool {
+    key.ends_with(".password") || key.ends_with(".crypt_password") || key.ends_with(".certificate")
 }
 
 /// A change of the persisted settings, staged but not yet in force.
@@ -344,9 +372,13 @@ impl Change {
 
     /// Puts the change in force: `settings.json` replaced in one rename, then the credential
     /// files nothing names any more removed.
+    /// On error nothing changed: the staged files are removed.
     pub fn commit(self) -> Result<Overrides, durable::FileError> {
         let bytes = serde_json::to_vec_pretty(&self.next).unwrap_or_default();
-        durable::write_atomic(&self.state_dir.join(FILE), &bytes)?;
+        if let Err(e) = durable::write_atomic(&self.state_dir.join(FILE), &bytes) {
+            self.abandon();
+            return Err(e);
+        }
         collect_garbage(&self.state_dir, &self.next);
         Ok(self.next)
     }

@@ -185,15 +185,7 @@ fn check_ca(path: &Path, origin: &Origin) -> Result<(), ConfigError> {
 }
 
 fn read_bounded(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
-    use std::io::Read;
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)?
-        .take(limit + 1)
-        .read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > limit {
-        return Err(std::io::Error::other(format!("larger than {limit} bytes")));
-    }
-    Ok(bytes)
+    crate::durable::read_regular(path, limit).map_err(|e| e.source)
 }
 
 fn read_password(input: &RepositoryInput, scheme: &str) -> Result<Password, ConfigError> {

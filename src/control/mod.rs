@@ -86,9 +86,15 @@ impl SettingsArgs {
                     Value::String(s) => s.clone(),
                     Value::Bool(b) => b.to_string(),
                     Value::Number(n) => n.to_string(),
+                    // Not the value itself: it may be a password.
                     other => {
+                        let kind = match other {
+                            Value::Array(_) => "a list",
+                            Value::Object(_) => "an object",
+                            _ => "null",
+                        };
                         return Err(format!(
-                            "settings: {key}: {other} is not a string, number or boolean"
+                            "settings: {key}: the value is {kind}, not a string, number or boolean"
                         ));
                     }
                 };

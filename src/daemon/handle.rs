@@ -89,10 +89,20 @@ impl Daemon {
     /// applied at once (as a SIGHUP would).
     fn change_settings(self: &Arc<Self>, id: &str, args: &SettingsArgs) -> Result<(), Rejection> {
         let values = args.texts().map_err(|e| reject(id, e))?;
-        let settings = super::settings::change(&self.source, &self.store, &values, &args.reset)
+        let _changing = self.reconfiguring.lock();
+        let prepared = super::settings::prepare(&self.source, &self.store, &values, &args.reset)
             .map_err(|e| reject(id, format!("settings: {e}")))?;
-        self.reconfigure(settings)
-            .map_err(|e| reject(id, e.to_string()))?;
+        let agent = match self.agent_for(&prepared.settings) {
+            Ok(agent) => agent,
+            Err(e) => {
+                prepared.abandon();
+                return Err(reject(id, format!("settings: {e}")));
+            }
+        };
+        let settings = prepared
+            .commit(&self.store)
+            .map_err(|e| reject(id, format!("settings: {e}")))?;
+        self.install(settings, agent);
         let mut keys: Vec<&str> = values.keys().map(String::as_str).collect();
         keys.extend(args.reset.iter().map(|k| k.as_str()));
         tracing::info!(command_id = %id, "command {id}: settings changed ({})", keys.join(", "));

@@ -48,6 +48,9 @@ struct Daemon {
     settings: RwLock<Settings>,
     agent: RwLock<Arc<Agent>>,
     wake: Notify,
+    /// Held while the configuration changes (a `settings` command, a SIGHUP), so that two
+    /// changes never interleave.
+    reconfiguring: Mutex<()>,
     running: Mutex<Option<String>>,
     /// The UMS channel's task and the settings it runs with.
     ums: Mutex<Option<ums::UmsTask>>,
@@ -79,6 +82,7 @@ pub async fn run(source: ConfigSource, store: Arc<Store>) -> Result<(), DaemonEr
         settings: RwLock::new(settings),
         agent: RwLock::new(Arc::new(agent)),
         wake: Notify::new(),
+        reconfiguring: Mutex::new(()),
         running: Mutex::new(None),
         ums: Mutex::new(None),
     });
@@ -114,6 +118,14 @@ fn log_findings(settings: &Settings, store: &Store) {
     for warning in &settings.warnings {
         tracing::warn!("{warning}");
     }
+    for repo in &settings.repositories {
+        if let Some(crate::config::Password::Unavailable(reason)) = repo.auth.password() {
+            tracing::warn!(
+                "repository {:?}: {reason}; its downloads will fail",
+                repo.name
+            );
+        }
+    }
     let notices = store.snapshot().set_aside;
     for item in settings.set_aside.iter().chain(&notices) {
         tracing::warn!(
@@ -139,6 +151,7 @@ impl Daemon {
 
     fn reload(self: &Arc<Self>) {
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Reloading]);
+        let _changing = self.reconfiguring.lock();
         match self.source.load() {
             Ok(settings) => {
                 log_findings(&settings, &self.store);
@@ -155,8 +168,21 @@ impl Daemon {
     /// New settings for the next commands; a new bandwidth limit at once, also for running
     /// transfers.
     fn reconfigure(self: &Arc<Self>, settings: Settings) -> Result<(), AgentError> {
-        let agent = Agent::new(settings.clone(), self.store.clone(), self.bandwidth.clone())?;
-        agent.apply_policy()?;
+        let agent = self.agent_for(&settings)?;
+        self.install(settings, agent);
+        Ok(())
+    }
+
+    fn agent_for(&self, settings: &Settings) -> Result<Agent, AgentError> {
+        Agent::new(settings.clone(), self.store.clone(), self.bandwidth.clone())
+    }
+
+    /// Puts settings and the agent built from them in force. Cannot fail: what could fail
+    /// was done before (a staged app that cannot move to the new policy is logged).
+    fn install(self: &Arc<Self>, settings: Settings, agent: Agent) {
+        if let Err(e) = agent.apply_policy() {
+            tracing::error!("cannot move the staged versions to the new activation setting: {e}");
+        }
         self.bandwidth.set_limit(settings.update.effective_limit());
         tracing::info!(
             "bandwidth limit: {}",
@@ -172,7 +198,6 @@ impl Daemon {
         *self.settings.write() = settings;
         self.wake.notify_one();
         self.start_ums();
-        Ok(())
     }
 
     /// `STATUS=` with the update status, and watchdog pings while the daemon lives.

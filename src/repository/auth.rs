@@ -11,7 +11,7 @@ use reqwest::header::{HeaderValue, WWW_AUTHENTICATE};
 use reqwest::{Method, RequestBuilder, Response};
 use url::Url;
 
-use crate::config::{RepositoryAuth, Secret};
+use crate::config::{Password, RepositoryAuth};
 
 /// The scheme in use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,8 +30,9 @@ impl Scheme {
 }
 
 pub struct Authenticator {
-    /// `None` without credentials.
-    credentials: Option<(String, Secret)>,
+    /// `None` without credentials. The password may be missing in this process (a command
+    /// that only activates never sends a request); a request then fails before it is sent.
+    credentials: Option<(String, Password)>,
     /// Configured (`auth = ...`) rather than left to the server.
     fixed: Option<Scheme>,
     https: bool,
@@ -54,9 +55,7 @@ pub enum Unauthorized {
 }
 
 impl Authenticator {
-    /// `Err` when the password is not to be had in this process (the reason says how to
-    /// provide it).
-    pub fn new(auth: &RepositoryAuth, url: &Url) -> Result<Authenticator, String> {
+    pub fn new(auth: &RepositoryAuth, url: &Url) -> Authenticator {
         let (fixed, credentials) = match auth {
             RepositoryAuth::None => (None, None),
             RepositoryAuth::Basic { username, password } => {
@@ -67,19 +66,24 @@ impl Authenticator {
             }
             RepositoryAuth::Auto { username, password } => (None, Some((username, password))),
         };
-        let credentials = match credentials {
-            Some((username, password)) => Some((username.clone(), password.get()?.clone())),
-            None => None,
-        };
-        Ok(Authenticator {
-            credentials,
+        Authenticator {
+            credentials: credentials.map(|(u, p)| (u.clone(), p.clone())),
             fixed,
             https: url.scheme() == "https",
             state: Mutex::new(State {
                 scheme: fixed,
                 challenge: None,
             }),
-        })
+        }
+    }
+
+    /// Whether requests can be answered: `Err` (how to provide it) when the password is not
+    /// to be had in this process.
+    pub fn ready(&self) -> Result<(), String> {
+        match &self.credentials {
+            Some((_, password)) => password.get().map(|_| ()),
+            None => Ok(()),
+        }
     }
 
     /// The scheme used so far (`None`: none needed yet, or none configured).
@@ -87,19 +91,28 @@ impl Authenticator {
         self.state.lock().scheme
     }
 
-    /// Adds what the scheme needs to a request. Digest without a challenge yet sends nothing:
-    /// the server's 401 brings one.
-    pub fn apply(&self, req: RequestBuilder, method: &Method, url: &Url) -> RequestBuilder {
-        let Some((username, password)) = &self.credentials else {
-            return req;
+    /// Adds what the scheme needs to a request, and says which scheme it answered with
+    /// (`None`: no credentials sent). Digest without a challenge yet sends nothing: the
+    /// server's 401 brings one. Call [`Authenticator::ready`] first.
+    pub fn apply(
+        &self,
+        req: RequestBuilder,
+        method: &Method,
+        url: &Url,
+    ) -> (RequestBuilder, Option<Scheme>) {
+        let Some((username, Password::Loaded(password))) = &self.credentials else {
+            return (req, None);
         };
         let mut state = self.state.lock();
         match state.scheme {
-            None => req,
-            Some(Scheme::Basic) => req.basic_auth(username, Some(password.expose())),
+            None => (req, None),
+            Some(Scheme::Basic) => (
+                req.basic_auth(username, Some(password.expose())),
+                Some(Scheme::Basic),
+            ),
             Some(Scheme::Digest) => {
                 let Some(challenge) = state.challenge.as_mut() else {
-                    return req;
+                    return (req, None);
                 };
                 let uri = match url.query() {
                     Some(q) => format!("{}?{q}", url.path()),
@@ -112,23 +125,33 @@ impl Authenticator {
                     Option::<&[u8]>::None,
                     HttpMethod(method.as_str().to_string().into()),
                 );
-                match challenge.respond(&ctx) {
-                    Ok(answer) => match HeaderValue::from_str(&answer.to_header_string()) {
-                        Ok(mut v) => {
-                            v.set_sensitive(true);
-                            req.header(reqwest::header::AUTHORIZATION, v)
-                        }
-                        Err(_) => req,
-                    },
-                    Err(_) => req,
+                let header = challenge
+                    .respond(&ctx)
+                    .ok()
+                    .and_then(|a| HeaderValue::from_str(&a.to_header_string()).ok());
+                match header {
+                    Some(mut v) => {
+                        v.set_sensitive(true);
+                        (
+                            req.header(reqwest::header::AUTHORIZATION, v),
+                            Some(Scheme::Digest),
+                        )
+                    }
+                    None => (req, None),
                 }
             }
         }
     }
 
-    /// Handles a 401. `fresh` tells whether the request was already answering a challenge
-    /// received during this same call: then a non-stale 401 means the password is wrong.
-    pub fn unauthorized(&self, response: &Response, fresh: bool) -> Unauthorized {
+    /// Handles a 401 to a request sent with `sent` (what [`Authenticator::apply`] said).
+    /// `fresh` tells whether the request was already answering a challenge received during
+    /// this same call: then a non-stale 401 means the password is wrong.
+    pub fn unauthorized(
+        &self,
+        response: &Response,
+        fresh: bool,
+        sent: Option<Scheme>,
+    ) -> Unauthorized {
         if self.credentials.is_none() {
             return Unauthorized::Refused(
                 "the server asks for a username and password; set username and password_file \
@@ -167,6 +190,8 @@ impl Authenticator {
                 state.challenge = Some(challenge);
                 Unauthorized::Retry
             }
+            // Another request chose Basic while this one was under way without credentials.
+            (None, Some(Scheme::Basic)) if sent.is_none() => Unauthorized::Retry,
             (None, Some(Scheme::Basic)) => refused(),
             (None, None) => {
                 if let Some(challenge) = digest {

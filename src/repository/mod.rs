@@ -143,7 +143,7 @@ impl Repository {
                 }
             }));
         if let Some(path) = &settings.ca_certificate {
-            let pem = std::fs::read(path).map_err(|e| {
+            let pem = crate::durable::read_regular(path, 1024 * 1024).map_err(|e| {
                 setup(format!(
                     "cannot read ca_certificate {}: {e}",
                     path.display()
@@ -160,7 +160,7 @@ impl Repository {
             builder = builder.tls_certs_only(certs);
         }
         let client = builder.build().map_err(|e| setup(error_chain(&e)))?;
-        let auth = Authenticator::new(&settings.auth, &settings.url).map_err(setup)?;
+        let auth = Authenticator::new(&settings.auth, &settings.url);
         Ok(Arc::new(Repository {
             auth,
             settings,
@@ -170,6 +170,15 @@ impl Repository {
 
     pub fn name(&self) -> &str {
         &self.settings.name
+    }
+
+    /// Whether this process can answer the repository's authentication: `Err` says how to
+    /// provide a password it lacks (a systemd credential outside systemd).
+    pub fn ready(&self) -> Result<(), RepositoryError> {
+        self.auth.ready().map_err(|reason| RepositoryError::Setup {
+            name: self.settings.name.clone(),
+            reason,
+        })
     }
 
     /// The authentication scheme used so far (configured, or chosen from the server's
@@ -198,6 +207,7 @@ impl Repository {
         headers: HeaderMap,
         body: Option<&'static str>,
     ) -> Result<Response, RepositoryError> {
+        self.ready()?;
         let mut fresh = false;
         for _ in 0..3 {
             let mut req = self
@@ -207,12 +217,12 @@ impl Repository {
             if let Some(body) = body {
                 req = req.body(body);
             }
-            let req = self.auth.apply(req, &method, url);
+            let (req, sent) = self.auth.apply(req, &method, url);
             let response = req.send().await.map_err(|e| connection_error(url, &e))?;
             if response.status() != StatusCode::UNAUTHORIZED {
                 return check_status(url, response);
             }
-            match self.auth.unauthorized(&response, fresh) {
+            match self.auth.unauthorized(&response, fresh, sent) {
                 Unauthorized::Retry => fresh = true,
                 Unauthorized::Refused(reason) => {
                     return Err(RepositoryError::Auth {
@@ -356,6 +366,14 @@ pub fn build_all(
         .filter(|r| hidden || !r.hidden())
         .map(|r| Repository::new(r.clone(), &timeouts))
         .collect()
+}
+
+/// Whether every repository client (hidden ones too) can be built from `settings`: a
+/// [`crate::config::ConfigSource::verify`] check.
+pub fn verify(settings: &crate::config::Settings) -> Result<(), String> {
+    build_all(settings, true)
+        .map(drop)
+        .map_err(|e| e.to_string())
 }
 
 /// GETs a document (an IDF) from a URL outside the repositories, with the system's roots.

@@ -54,7 +54,8 @@ pub fn path(state_dir: &Path, r: &IdfRef) -> PathBuf {
 /// Reads a stored IDF and checks it is the document its name promises and a valid IDF.
 pub fn read(state_dir: &Path, r: &IdfRef) -> Result<Idf, String> {
     let path = path(state_dir, r);
-    let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let bytes =
+        crate::durable::read_regular(&path, MAX_IDF_BYTES as u64).map_err(|e| e.to_string())?;
     if crate::manifest::sha256_hex(&bytes) != r.0 {
         return Err(format!(
             "{}: its content does not match its name (changed on disk)",
@@ -94,7 +95,8 @@ impl Store {
             });
         }
         let target = path(&self.state_dir, &r);
-        if std::fs::metadata(&target).is_ok_and(|m| m.len() == bytes.len() as u64) {
+        // Reused only when it still holds these bytes (a file changed on disk is rewritten).
+        if crate::durable::read_regular(&target, MAX_IDF_BYTES as u64).is_ok_and(|b| b == bytes) {
             return Ok(r);
         }
         let dir = self.state_dir.join(DIR);

@@ -18,6 +18,8 @@ use crate::config::SetAside;
 /// At most this many events wait for the UMS; older ones are dropped (and counted).
 pub const EVENT_QUEUE_CAPACITY: usize = 1000;
 pub const EVENTS_FILE: &str = "ums-events.json";
+/// The largest event queue file read (1000 events of a few hundred bytes each).
+const MAX_EVENTS_FILE: u64 = 16 * 1024 * 1024;
 
 /// One status event, as sent: `{"event": "status", "seq", "ts", "app", "version", "state",
 /// "message"}`. `app`, `version` and `state` are `null` when only the status text changed.
@@ -127,20 +129,19 @@ pub(super) fn path(state_dir: &Path) -> PathBuf {
 /// file never stops the agent.
 pub(super) fn load(state_dir: &Path) -> Result<(EventQueue, Option<SetAside>), StoreError> {
     let path = path(state_dir);
-    let bytes = match std::fs::read(&path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+    let queue = match crate::durable::read_regular(&path, MAX_EVENTS_FILE) {
+        Err(e) if e.source.kind() == std::io::ErrorKind::NotFound => {
             return Ok((EventQueue::default(), None));
         }
-        Err(source) => return Err(StoreError::Io { path, source }),
+        Err(e) => Err(e.source.to_string()),
+        Ok(bytes) => serde_json::from_slice::<EventQueue>(&bytes)
+            .map_err(|e| e.to_string())
+            .and_then(|q| {
+                (q.events.len() <= EVENT_QUEUE_CAPACITY)
+                    .then_some(q)
+                    .ok_or_else(|| format!("more than {EVENT_QUEUE_CAPACITY} events"))
+            }),
     };
-    let queue = serde_json::from_slice::<EventQueue>(&bytes)
-        .map_err(|e| e.to_string())
-        .and_then(|q| {
-            (q.events.len() <= EVENT_QUEUE_CAPACITY)
-                .then_some(q)
-                .ok_or_else(|| format!("more than {EVENT_QUEUE_CAPACITY} events"))
-        });
     match queue {
         Ok(queue) => Ok((queue, None)),
         Err(e) => {

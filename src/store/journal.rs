@@ -227,7 +227,8 @@ impl Reader<'_> {
     }
 
     fn command(&self, item: &Value) -> Result<QueuedCommand, String> {
-        let command = if item.get("request").is_some() {
+        let legacy = item.get("request").is_some();
+        let command = if legacy {
             let legacy: LegacyCommand =
                 serde_json::from_value(item.clone()).map_err(|e| e.to_string())?;
             self.convert(legacy)?
@@ -235,7 +236,10 @@ impl Reader<'_> {
             serde_json::from_value::<QueuedCommand>(item.clone()).map_err(|e| e.to_string())?
         };
         command.check(self.now)?;
-        if let Some(r) = command.command.idf() {
+        // A reader without the lock names a format 1 IDF without storing it.
+        if let Some(r) = command.command.idf()
+            && (self.write || !legacy)
+        {
             documents::read(self.state_dir, r)?;
         }
         Ok(command)

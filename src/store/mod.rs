@@ -35,6 +35,8 @@ use crate::config::SetAside;
 
 /// 2: IDFs as stored documents, typed commands, notices of what was set aside.
 const STATE_FORMAT: u32 = 2;
+/// The largest journal read (format 1 could hold megabytes of inline IDFs).
+pub const MAX_JOURNAL: u64 = 256 * 1024 * 1024;
 /// Progress is written to `state.json` at most this often (state changes: always).
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -197,10 +199,10 @@ impl State {
 /// as the daemon would set them aside.
 pub fn read_state(state_dir: &Path) -> Result<Option<State>, StoreError> {
     let path = state_dir.join("state.json");
-    let bytes = match std::fs::read(&path) {
+    let bytes = match crate::durable::read_regular(&path, MAX_JOURNAL) {
         Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => return Err(StoreError::Io { path, source }),
+        Err(e) if e.source.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e.into()),
     };
     let reader = journal::Reader {
         state_dir,
@@ -293,10 +295,14 @@ impl Store {
 
     fn load_state(&self) -> Result<State, StoreError> {
         let path = self.state_dir.join("state.json");
-        let bytes = match std::fs::read(&path) {
+        let bytes = match crate::durable::read_regular(&path, MAX_JOURNAL) {
             Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(State::default()),
-            Err(source) => return Err(StoreError::Io { path, source }),
+            Err(e) if e.source.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(State::default());
+            }
+            // A FIFO, a directory or something enormous in its place: rebuilt like a
+            // journal that does not parse.
+            Err(e) => return self.recover(&path, &e.source.to_string()),
         };
         let reader = journal::Reader {
             state_dir: &self.state_dir,

@@ -78,7 +78,7 @@ pub struct ConnectionRecord {
 
 impl ConnectionRecord {
     pub fn read(state_dir: &Path) -> Option<ConnectionRecord> {
-        let bytes = std::fs::read(state_dir.join(RECORD_FILE)).ok()?;
+        let bytes = crate::durable::read_regular(&state_dir.join(RECORD_FILE), 64 * 1024).ok()?;
         serde_json::from_slice(&bytes).ok()
     }
 

@@ -12,6 +12,9 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::config::settings::UmsSettings;
 
+/// The largest certificate or key file read.
+const MAX_PEM: u64 = 1024 * 1024;
+
 /// The client configuration for `wss://`, or an error that names the key and file.
 pub fn client_config(settings: &UmsSettings) -> Result<Arc<ClientConfig>, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -36,8 +39,13 @@ pub fn client_config(settings: &UmsSettings) -> Result<Arc<ClientConfig>, String
     let config = match (&settings.client_certificate, &settings.client_key) {
         (Some(cert), Some(key)) => {
             let chain = read_certificates("ums.client_certificate", cert)?;
-            let bytes = std::fs::read(key)
-                .map_err(|e| format!("ums.client_key {}: cannot read: {e}", key.display()))?;
+            let bytes = crate::durable::read_regular(key, MAX_PEM).map_err(|e| {
+                format!(
+                    "ums.client_key {}: cannot read: {}",
+                    key.display(),
+                    e.source
+                )
+            })?;
             // The key's bytes are never part of a message.
             let key_der = PrivateKeyDer::from_pem_slice(&bytes).map_err(|_| {
                 format!(
@@ -62,8 +70,8 @@ pub fn client_config(settings: &UmsSettings) -> Result<Arc<ClientConfig>, String
 
 /// Every certificate of a PEM file; at least one.
 pub fn read_certificates(key: &str, path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let bytes =
-        std::fs::read(path).map_err(|e| format!("{key} {}: cannot read: {e}", path.display()))?;
+    let bytes = crate::durable::read_regular(path, MAX_PEM)
+        .map_err(|e| format!("{key} {}: cannot read: {}", path.display(), e.source))?;
     let certs = CertificateDer::pem_slice_iter(&bytes)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("{key} {}: not PEM: {e}", path.display()))?;
