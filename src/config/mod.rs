@@ -145,6 +145,10 @@ pub enum FileAccess {
     Read,
 }
 
+/// A check of valid settings that the configuration cannot make itself (see
+/// [`ConfigSource::verify`]).
+pub type Verify = fn(&Settings) -> Result<(), String>;
+
 /// Where the configuration comes from: the file, and whether the user named it (then it must
 /// exist) or it is the default path (then its absence means defaults).
 #[derive(Debug, Clone)]
@@ -156,7 +160,7 @@ pub struct ConfigSource {
     /// A check of a valid configuration beyond this module (with [`FileAccess::Read`]): the
     /// caller builds what the settings describe, for example every repository client, so
     /// that a persisted setting that validates but cannot be used is set aside too.
-    pub verify: Option<fn(&Settings) -> Result<(), String>>,
+    pub verify: Option<Verify>,
 }
 
 impl ConfigSource {
@@ -171,7 +175,7 @@ impl ConfigSource {
     }
 
     /// The same source, checking every configuration with `verify` (see the field).
-    pub fn verified_by(self, verify: fn(&Settings) -> Result<(), String>) -> ConfigSource {
+    pub fn verified_by(self, verify: Verify) -> ConfigSource {
         ConfigSource {
             verify: Some(verify),
             ..self
