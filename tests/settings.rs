@@ -15,7 +15,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use base64::Engine;
-use daemon_common::{Device, JOB_TIMEOUT, STOP_TIMEOUT, app_state, idf, queue};
+use daemon_common::{
+    Device, JOB_TIMEOUT, STOP_TIMEOUT, app_state, idf, limit, publish_large, queue,
+};
 use lifecycle_common::{APP, Repo};
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
@@ -475,4 +477,29 @@ fn the_queue_is_bounded_and_stores_each_idf_once() {
         .count();
     assert_eq!(documents, 1);
     daemon.accepted(json!({"id": "one-more", "command": "update", "at": later}));
+}
+
+#[test]
+fn an_accepted_setting_applies_at_once_also_to_the_running_transfer() {
+    let repo = Repo::start();
+    // 3 MiB: about 12 s at 256 KiB/s, under a second at 4 MiB/s.
+    let data = publish_large(&repo, APP, "1.0", 3 * 1024 * 1024);
+    let device = Device::new(&repo, &limit("256KB"));
+    let mut daemon = device.start();
+    daemon.accepted(json!({"id": "d1", "command": "delivery", "idf": idf(&[(APP, "1.0")])}));
+    daemon.wait_for_log("Transfer started", JOB_TIMEOUT);
+    let started = std::time::Instant::now();
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    assert_eq!(
+        app_state(&daemon.status(), APP).as_deref(),
+        Some("downloading")
+    );
+    daemon.accepted(settings("s1", json!({"update.bandwidth_limit": "4MB"})));
+    daemon.wait_for_app(APP, "marked-for-installation");
+    let took = started.elapsed();
+    device.assert_staged_bytes(APP, "1.0", &data);
+    assert!(
+        took < std::time::Duration::from_secs(8),
+        "3 MiB took {took:?} after the limit went to 4MB; 256KB alone needs about 12 s"
+    );
 }
