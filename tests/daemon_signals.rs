@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, SecondsFormat, Utc};
 use daemon_common::{
     Device, JOB_TIMEOUT, STOP_TIMEOUT, app_state, idf, limit, publish_large, queue, queued_ids,
+    throttled_delivery,
 };
 use lifecycle_common::{APP, Repo, app_entry, payload_name};
 use nix::sys::signal::Signal;
@@ -136,12 +137,7 @@ fn command_accepted_just_before_sigkill_still_runs_after_restart() {
 fn sighup_changes_the_limit_mid_transfer() {
     let repo = Repo::start();
     // 3 MiB: about 12 s at 256 KiB/s, under a second at 4 MiB/s.
-    let data = publish_large(&repo, APP, "1.0", 3 * 1024 * 1024);
-    let device = Device::new(&repo, &limit("256KB"));
-    let mut daemon = device.start();
-    daemon.accepted(json!({"id": "d1", "command": "delivery", "idf": idf(&[(APP, "1.0")])}));
-    daemon.wait_for_log("Transfer started", JOB_TIMEOUT);
-    let started = Instant::now();
+    let (device, mut daemon, data, started) = throttled_delivery(&repo);
 
     std::thread::sleep(Duration::from_secs(1));
     let before = daemon.status();

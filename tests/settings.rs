@@ -15,9 +15,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use base64::Engine;
-use daemon_common::{
-    Device, JOB_TIMEOUT, STOP_TIMEOUT, app_state, idf, limit, publish_large, queue,
-};
+use daemon_common::{Device, JOB_TIMEOUT, STOP_TIMEOUT, app_state, idf, queue};
 use lifecycle_common::{APP, Repo};
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
@@ -482,13 +480,7 @@ fn the_queue_is_bounded_and_stores_each_idf_once() {
 #[test]
 fn an_accepted_setting_applies_at_once_also_to_the_running_transfer() {
     let repo = Repo::start();
-    // 3 MiB: about 12 s at 256 KiB/s, under a second at 4 MiB/s.
-    let data = publish_large(&repo, APP, "1.0", 3 * 1024 * 1024);
-    let device = Device::new(&repo, &limit("256KB"));
-    let mut daemon = device.start();
-    daemon.accepted(json!({"id": "d1", "command": "delivery", "idf": idf(&[(APP, "1.0")])}));
-    daemon.wait_for_log("Transfer started", JOB_TIMEOUT);
-    let started = std::time::Instant::now();
+    let (device, mut daemon, data, started) = daemon_common::throttled_delivery(&repo);
     std::thread::sleep(std::time::Duration::from_secs(1));
     assert_eq!(
         app_state(&daemon.status(), APP).as_deref(),

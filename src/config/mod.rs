@@ -5,6 +5,7 @@
 //! Secrets are read here and held in [`Secret`], which never prints its value.
 
 pub mod bandwidth;
+pub mod bounds;
 pub mod fragments;
 pub mod inputs;
 pub mod overrides;

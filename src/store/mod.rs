@@ -29,7 +29,7 @@ mod recover;
 pub use commands::{MAX_QUEUED, MAX_QUEUED_BYTES, Queued, QueuedCommand, QueuedUpdate};
 pub use documents::IdfRef;
 pub use events::{EVENT_QUEUE_CAPACITY, EVENTS_FILE, Pending, StatusEvent};
-pub use journal::{MAX_FINISHED, MAX_NOTICES};
+pub use journal::{MAX_FINISHED, MAX_NOTICES, read_state};
 
 use crate::config::SetAside;
 
@@ -194,27 +194,6 @@ impl State {
     }
 }
 
-/// Reads `state.json` without taking the lock and without writing anything (for `status` and
-/// `check`). `None` if there is none yet. Values that do not validate are left out and noted
-/// as the daemon would set them aside.
-pub fn read_state(state_dir: &Path) -> Result<Option<State>, StoreError> {
-    let path = state_dir.join("state.json");
-    let bytes = match crate::durable::read_regular(&path, MAX_JOURNAL) {
-        Ok(b) => b,
-        Err(e) if e.source.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e.into()),
-    };
-    let reader = journal::Reader {
-        state_dir,
-        write: false,
-        now: chrono::Utc::now(),
-    };
-    reader
-        .load(&bytes)
-        .map(|loaded| Some(loaded.state))
-        .map_err(|reason| StoreError::Corrupt { path, reason })
-}
-
 /// Writes a file crash-safely: temporary name, fsync, rename, fsync of the directory.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
     crate::durable::write_atomic(path, bytes).map_err(StoreError::from)
@@ -291,67 +270,6 @@ impl Store {
         let state = store.load_state()?;
         *store.state.get_mut() = state;
         Ok(store)
-    }
-
-    fn load_state(&self) -> Result<State, StoreError> {
-        let path = self.state_dir.join("state.json");
-        let bytes = match crate::durable::read_regular(&path, MAX_JOURNAL) {
-            Ok(b) => b,
-            Err(e) if e.source.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(State::default());
-            }
-            // A FIFO, a directory or something enormous in its place: rebuilt like a
-            // journal that does not parse.
-            Err(e) => return self.recover(&path, &e.source.to_string()),
-        };
-        let reader = journal::Reader {
-            state_dir: &self.state_dir,
-            write: true,
-            now: chrono::Utc::now(),
-        };
-        match reader.load(&bytes) {
-            Ok(mut loaded) => {
-                for app in &loaded.dropped_apps {
-                    if let Some(record) = self.record_from_disk(app)
-                        && !loaded.state.apps.iter().any(|a| &a.name == app)
-                    {
-                        loaded.state.apps.push(record);
-                    }
-                }
-                if loaded.changed {
-                    self.save(&loaded.state)?;
-                }
-                self.collect_documents(&loaded.state);
-                Ok(loaded.state)
-            }
-            Err(reason) => self.recover(&path, &reason),
-        }
-    }
-
-    /// Forgets the notices named in `names`; returns the names that matched none.
-    pub fn forget_notices(&self, names: &[String], all: bool) -> Result<Vec<String>, StoreError> {
-        self.update(|s| {
-            if all {
-                s.set_aside.clear();
-            }
-            let unknown: Vec<String> = names
-                .iter()
-                .filter(|n| !s.set_aside.iter().any(|a| &a.name == *n))
-                .cloned()
-                .collect();
-            s.set_aside.retain(|a| !names.contains(&a.name));
-            unknown
-        })
-    }
-
-    /// Notes something set aside (shown by `status` and `check`).
-    pub fn note_set_aside(&self, notice: SetAside) -> Result<(), StoreError> {
-        self.update(|s| {
-            s.set_aside.retain(|a| a.name != notice.name);
-            s.set_aside.push(notice);
-            let excess = s.set_aside.len().saturating_sub(MAX_NOTICES);
-            s.set_aside.drain(..excess);
-        })
     }
 
     /// A copy of the current state.

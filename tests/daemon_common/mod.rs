@@ -17,7 +17,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::{Value, json};
 
-use crate::lifecycle_common::{Repo, app_entry, payload_name};
+use crate::lifecycle_common::{APP, Repo, app_entry, payload_name};
 use crate::support::{Agent, RunOutput, RunningAgent, pseudo_random_bytes, temp_dir, write_app};
 use crate::transfer_common::path_str;
 
@@ -408,4 +408,16 @@ pub fn publish_large(repo: &Repo, app: &str, version: &str, len: usize) -> Vec<u
 /// `[update]` lines for a bandwidth limit.
 pub fn limit(value: &str) -> String {
     format!("bandwidth_limit_enabled = true\nbandwidth_limit = {value:?}\n")
+}
+
+/// A daemon under a 256KB limit in the middle of delivering 3 MiB (about 12 s at that rate):
+/// the device, the daemon, the published bytes, and when the transfer started. For tests that
+/// change the limit while it runs.
+pub fn throttled_delivery(repo: &Repo) -> (Device, Daemon, Vec<u8>, Instant) {
+    let data = publish_large(repo, APP, "1.0", 3 * 1024 * 1024);
+    let device = Device::new(repo, &limit("256KB"));
+    let mut daemon = device.start();
+    daemon.accepted(json!({"id": "d1", "command": "delivery", "idf": idf(&[(APP, "1.0")])}));
+    daemon.wait_for_log("Transfer started", JOB_TIMEOUT);
+    (device, daemon, data, Instant::now())
 }

@@ -18,7 +18,7 @@ use super::commands::{
     LegacyCommand, MAX_QUEUED, MAX_QUEUED_BYTES, Queued, QueuedCommand, QueuedUpdate,
 };
 use super::documents::{self, IdfRef};
-use super::{AppRecord, STATE_FORMAT, State};
+use super::{AppRecord, MAX_JOURNAL, STATE_FORMAT, State, Store, StoreError};
 use crate::config::SetAside;
 use crate::idf::Idf;
 use crate::manifest::{check_app_name, check_sha256, check_version};
@@ -74,6 +74,90 @@ fn quote(value: &Value) -> String {
         end -= 1;
     }
     format!("{}...", &text[..end])
+}
+
+/// Reads `state.json` without taking the lock and without writing anything (for `status` and
+/// `check`). `None` if there is none yet. Values that do not validate are left out and noted
+/// as the daemon would set them aside.
+pub fn read_state(state_dir: &Path) -> Result<Option<State>, StoreError> {
+    let path = state_dir.join("state.json");
+    let bytes = match crate::durable::read_regular(&path, MAX_JOURNAL) {
+        Ok(b) => b,
+        Err(e) if e.source.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let reader = Reader {
+        state_dir,
+        write: false,
+        now: chrono::Utc::now(),
+    };
+    reader
+        .load(&bytes)
+        .map(|loaded| Some(loaded.state))
+        .map_err(|reason| StoreError::Corrupt { path, reason })
+}
+
+impl Store {
+    pub(super) fn load_state(&self) -> Result<State, StoreError> {
+        let path = self.state_dir.join("state.json");
+        let bytes = match crate::durable::read_regular(&path, MAX_JOURNAL) {
+            Ok(b) => b,
+            Err(e) if e.source.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(State::default());
+            }
+            // A FIFO, a directory or something enormous in its place: rebuilt like a
+            // journal that does not parse.
+            Err(e) => return self.recover(&path, &e.source.to_string()),
+        };
+        let reader = Reader {
+            state_dir: &self.state_dir,
+            write: true,
+            now: chrono::Utc::now(),
+        };
+        match reader.load(&bytes) {
+            Ok(mut loaded) => {
+                for app in &loaded.dropped_apps {
+                    if let Some(record) = self.record_from_disk(app)
+                        && !loaded.state.apps.iter().any(|a| &a.name == app)
+                    {
+                        loaded.state.apps.push(record);
+                    }
+                }
+                if loaded.changed {
+                    self.save(&loaded.state)?;
+                }
+                self.collect_documents(&loaded.state);
+                Ok(loaded.state)
+            }
+            Err(reason) => self.recover(&path, &reason),
+        }
+    }
+
+    /// Forgets the notices named in `names`; returns the names that matched none.
+    pub fn forget_notices(&self, names: &[String], all: bool) -> Result<Vec<String>, StoreError> {
+        self.update(|s| {
+            if all {
+                s.set_aside.clear();
+            }
+            let unknown: Vec<String> = names
+                .iter()
+                .filter(|n| !s.set_aside.iter().any(|a| &a.name == *n))
+                .cloned()
+                .collect();
+            s.set_aside.retain(|a| !names.contains(&a.name));
+            unknown
+        })
+    }
+
+    /// Notes something set aside (shown by `status` and `check`).
+    pub fn note_set_aside(&self, notice: SetAside) -> Result<(), StoreError> {
+        self.update(|s| {
+            s.set_aside.retain(|a| a.name != notice.name);
+            s.set_aside.push(notice);
+            let excess = s.set_aside.len().saturating_sub(MAX_NOTICES);
+            s.set_aside.drain(..excess);
+        })
+    }
 }
 
 impl Reader<'_> {
@@ -382,91 +466,4 @@ fn check_record(r: &AppRecord) -> Result<(), String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn names(loaded: &Loaded) -> Vec<&str> {
-        loaded
-            .state
-            .set_aside
-            .iter()
-            .map(|n| n.name.as_str())
-            .collect()
-    }
-
-    fn reader(dir: &Path) -> Reader<'_> {
-        Reader {
-            state_dir: dir,
-            write: true,
-            now: Utc::now(),
-        }
-    }
-
-    #[test]
-    fn one_bad_app_record_is_set_aside_and_the_rest_kept() {
-        let dir = tempfile::tempdir().unwrap();
-        let json = br#"{"format":2,"apps":[
-            {"name":"good","version":"1.0","state":"installed","active_version":"1.0"},
-            {"name":"bad","version":"1.0","state":"exploded"},
-            {"name":"../etc","version":"1","state":"installed"}],
-            "update_status":"Update successful"}"#;
-        let loaded = reader(dir.path()).load(json).unwrap();
-        assert_eq!(loaded.state.apps.len(), 1);
-        assert_eq!(loaded.state.apps[0].name, "good");
-        assert_eq!(loaded.dropped_apps, ["bad"]);
-        assert_eq!(names(&loaded), ["app:bad", "app:../etc"]);
-        assert!(loaded.changed);
-        assert_eq!(
-            loaded.state.update_status.as_deref(),
-            Some("Update successful")
-        );
-    }
-
-    #[test]
-    fn format_1_is_converted_with_its_idfs_stored_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let idf = r#"{"apps":[{"name":"a","version":"1"}]}"#;
-        let json = format!(
-            r#"{{"format":1,"idf":{idf},"commands":[
-                {{"id":"c1","request":{{"id":"c1","command":"assign","idf":{idf}}}}},
-                {{"id":"c2","request":{{"id":"c2","command":"update","idf":{idf},"force":true,
-                  "inform_user":{{"timeout_s":30}}}}}},
-                {{"id":"c3","request":{{"id":"c3","command":"reboot"}}}}],
-              "settings_overrides":{{"update.splay":"1m"}}}}"#
-        );
-        let loaded = reader(dir.path()).load(json.as_bytes()).unwrap();
-        let state = loaded.state;
-        assert_eq!(state.commands.len(), 2);
-        let r = state.idf.clone().unwrap();
-        assert_eq!(state.commands[0].command.idf(), Some(&r));
-        match &state.commands[1].command {
-            Queued::Update(u) => assert!(u.force && u.inform_user == Some(30)),
-            other => panic!("{other:?}"),
-        }
-        assert_eq!(
-            std::fs::read_dir(dir.path().join("idf")).unwrap().count(),
-            1
-        );
-        assert_eq!(state.set_aside[0].name, "command:c3");
-    }
-
-    #[test]
-    fn a_reference_to_a_missing_document_sets_the_command_aside() {
-        let dir = tempfile::tempdir().unwrap();
-        let json = format!(
-            r#"{{"format":2,"commands":[{{"id":"x","command":"assign","idf":"{}"}}],
-                "finished_commands":"oops"}}"#,
-            "a".repeat(64)
-        );
-        let loaded = reader(dir.path()).load(json.as_bytes()).unwrap();
-        assert!(loaded.state.commands.is_empty());
-        assert_eq!(names(&loaded), ["command:x", "state:finished_commands"]);
-    }
-
-    #[test]
-    fn not_an_object_is_beyond_repair() {
-        let dir = tempfile::tempdir().unwrap();
-        assert!(reader(dir.path()).load(b"[1,2]").is_err());
-        assert!(reader(dir.path()).load(b"{not json").is_err());
-    }
-}
+mod tests;
