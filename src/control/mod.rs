@@ -131,8 +131,6 @@ impl Command {
 pub struct Request {
     pub id: String,
     pub command: Command,
-    /// The request as received, for the persisted queue.
-    pub raw: Value,
 }
 
 /// Why a line was rejected, with the id when it could be read.
@@ -171,7 +169,7 @@ pub fn parse(line: &[u8], now: DateTime<Utc>) -> Result<Request, Rejection> {
     }
     let raw: Value =
         serde_json::from_slice(line).map_err(|e| reject(None, format!("not JSON: {e}")))?;
-    let Value::Object(mut object) = raw.clone() else {
+    let Value::Object(mut object) = raw else {
         return Err(reject(None, "a request is a JSON object"));
     };
     let id = match object.remove("id") {
@@ -280,7 +278,7 @@ pub fn parse(line: &[u8], now: DateTime<Utc>) -> Result<Request, Rejection> {
         idf.validate()
             .map_err(|e| reject(Some(&id), format!("{name}: {e}")))?;
     }
-    Ok(Request { id, command, raw })
+    Ok(Request { id, command })
 }
 
 /// `at` may lie a minute in the past (clocks differ) and at most [`MAX_AT_DAYS`] ahead.
