@@ -124,8 +124,20 @@ pub fn check_app_name(name: &str) -> Result<(), String> {
     }
 }
 
-/// `^[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}$`
+/// Version names that are never versions: `current` is the active-version link in the store,
+/// `latest` asks for the newest version (DESIGN 4).
+pub const RESERVED_VERSIONS: &[&str] = &["current", "latest"];
+/// The suffix of a partial download; no file of an app may end with it.
+pub const PART_SUFFIX: &str = ".part";
+
+/// `^[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}$`, and not one of [`RESERVED_VERSIONS`].
 pub fn check_version(version: &str) -> Result<(), String> {
+    if RESERVED_VERSIONS.contains(&version) {
+        return Err(format!(
+            "{version:?} is reserved and never a version (`current` is the active-version \
+             link, `latest` asks for the newest version)"
+        ));
+    }
     let ok = version.len() <= 64
         && version
             .bytes()
@@ -169,6 +181,16 @@ pub fn check_file_path(path: &str) -> Result<(), String> {
                 "{path:?} has a character outside A-Z a-z 0-9 . _ + -"
             ));
         }
+        if c.starts_with('.') {
+            return Err(format!(
+                "{path:?}: names beginning with `.` are reserved (the agent's own files)"
+            ));
+        }
+        if c.ends_with(PART_SUFFIX) {
+            return Err(format!(
+                "{path:?}: names ending in `{PART_SUFFIX}` are reserved for partial downloads"
+            ));
+        }
     }
     Ok(())
 }
@@ -184,9 +206,41 @@ pub fn check_sha256(digest: &str) -> Result<(), String> {
     }
 }
 
-/// Orders versions the way an administrator reads them: numeric runs compare as numbers,
-/// everything else byte-wise (`1.10` > `1.9`, `120.0.1` > `99.5`).
+/// Orders versions the way an administrator reads them (this is what `latest` picks):
+/// - runs of digits compare as numbers (`1.10.0` > `1.9.0`, `120.0.1` > `99.5`, `01` = `1`);
+/// - anything else compares byte by byte, so digits come before letters (`1.0.9` <
+///   `1.0.a`) and upper case before lower case; a version that goes on where the other ends
+///   is the greater (`1.0` < `1.0.1`, `1.0` < `1.0a`);
+/// - a pre-release (`-` and what follows) comes before its release (`1.0-rc1` < `1.0-rc2`
+///   < `1.0`), build metadata (`+` and what follows) does not count for the order, and two
+///   versions that differ only there are ordered by their text, so the order is total.
 pub fn compare_versions(a: &str, b: &str) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    let (a_main, a_build) = a.split_once('+').unwrap_or((a, ""));
+    let (b_main, b_build) = b.split_once('+').unwrap_or((b, ""));
+    let (a_release, a_pre) = split_pre(a_main);
+    let (b_release, b_pre) = split_pre(b_main);
+    compare_runs(a_release, b_release)
+        .then_with(|| match (a_pre, b_pre) {
+            (None, None) => Ordering::Equal,
+            (None, Some(_)) => Ordering::Greater,
+            (Some(_), None) => Ordering::Less,
+            (Some(x), Some(y)) => compare_runs(x, y),
+        })
+        .then_with(|| compare_runs(a_build, b_build))
+        .then_with(|| a.cmp(b))
+}
+
+/// `1.0-rc1` -> (`1.0`, `rc1`). A leading `-` is no pre-release (versions cannot start so).
+fn split_pre(version: &str) -> (&str, Option<&str>) {
+    match version.split_once('-') {
+        Some((release, pre)) if !release.is_empty() => (release, Some(pre)),
+        _ => (version, None),
+    }
+}
+
+/// Numeric-aware comparison of two strings: digit runs as numbers, the rest byte-wise.
+fn compare_runs(a: &str, b: &str) -> std::cmp::Ordering {
     use std::cmp::Ordering;
     let (mut a, mut b) = (a.as_bytes(), b.as_bytes());
     loop {
@@ -295,6 +349,29 @@ mod tests {
         assert_eq!(compare_versions("120.0.1", "99.5"), Greater);
         assert_eq!(compare_versions("1.0", "1.0"), Equal);
         assert_eq!(compare_versions("1.0", "1.0.1"), Less);
-        assert_eq!(compare_versions("01", "1"), Equal);
+        assert_eq!(compare_versions("1.10.0", "1.9.0"), Greater);
+        assert_eq!(compare_versions("1.0.9", "1.0.a"), Less);
+        assert_eq!(compare_versions("1.0", "1.0a"), Less);
+        assert_eq!(compare_versions("1.0-rc1", "1.0"), Less);
+        assert_eq!(compare_versions("1.0-rc2", "1.0-rc10"), Less);
+        assert_eq!(compare_versions("1.0-rc2", "0.9"), Greater);
+        assert_eq!(compare_versions("1.0+b2", "1.0+b10"), Less);
+        // Total: different texts never compare equal.
+        assert_ne!(compare_versions("01", "1"), Equal);
+        assert_eq!(compare_versions("1.0", "1.0"), Equal);
+    }
+
+    #[test]
+    fn reserved_names_are_never_versions_or_files() {
+        for reserved in ["current", "latest"] {
+            let err = check_version(reserved).unwrap_err();
+            assert!(err.contains("reserved"), "{err}");
+        }
+        assert!(check_version("Current").is_ok());
+        for bad in ["f.part", "dir.part/f", ".hidden", "a/.b"] {
+            let err = check_file_path(bad).unwrap_err();
+            assert!(err.contains("reserved"), "{bad}: {err}");
+        }
+        assert!(check_file_path("part/f.partial").is_ok());
     }
 }

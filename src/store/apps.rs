@@ -22,6 +22,7 @@ impl Store {
     pub fn point_current(&self, app: &str, version: Option<&str>) -> Result<(), StoreError> {
         let dir = self.apps_dir.join(app);
         let link = dir.join(CURRENT);
+        repair_current(&link)?;
         match version {
             Some(version) => {
                 if !self.is_complete(app, version) {
@@ -56,7 +57,9 @@ impl Store {
         entries
             .filter_map(|e| e.ok())
             .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|name| !name.starts_with('.') && name != CURRENT && self.is_complete(app, name))
+            .filter(|name| {
+                crate::manifest::check_version(name).is_ok() && self.is_complete(app, name)
+            })
             .collect()
     }
 
@@ -103,8 +106,12 @@ impl Store {
         Ok(())
     }
 
-    /// Completes removals a crash interrupted (anything named `.removing-*`).
+    /// Completes removals a crash interrupted (anything named `.removing-*`), and removes a
+    /// `current` that is not a link (an earlier version could stage a version of that name).
     pub(super) fn finish_interrupted_removals(&self) -> Result<(), StoreError> {
+        for app in self.apps_on_disk() {
+            repair_current(&self.apps_dir.join(&app).join(CURRENT))?;
+        }
         let mut dirs = vec![self.apps_dir.clone(), self.state_dir.join("staging")];
         dirs.extend(
             self.apps_on_disk()
@@ -123,6 +130,28 @@ impl Store {
             }
         }
         Ok(())
+    }
+}
+
+/// `current` must be a symbolic link or absent. Anything else in its place (a directory a
+/// repository once made the agent stage as version `current`) goes, with a warning: it was
+/// never an activated version, and leaving it would fail every activation (EISDIR).
+fn repair_current(link: &Path) -> Result<(), StoreError> {
+    let Ok(meta) = std::fs::symlink_metadata(link) else {
+        return Ok(());
+    };
+    if meta.file_type().is_symlink() {
+        return Ok(());
+    }
+    tracing::warn!(
+        "{}: not a link but a {}; removed (`current` is reserved for the active-version link)",
+        link.display(),
+        if meta.is_dir() { "directory" } else { "file" }
+    );
+    if meta.is_dir() {
+        remove_dir_safely(link)
+    } else {
+        std::fs::remove_file(link).map_err(io_error(link))
     }
 }
 

@@ -343,9 +343,12 @@ impl Store {
         self.apps_dir.join(app).join(version)
     }
 
-    /// A version is complete once its directory holds its `app.json` (the last thing written).
+    /// A version is complete once its directory (a real one, not a link) holds its `app.json`
+    /// (the last thing written).
     pub fn is_complete(&self, app: &str, version: &str) -> bool {
-        self.version_dir(app, version).join("app.json").is_file()
+        let dir = self.version_dir(app, version);
+        std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir())
+            && std::fs::symlink_metadata(dir.join("app.json")).is_ok_and(|m| m.is_file())
     }
 
     /// Bytes free for downloads in the state directory.

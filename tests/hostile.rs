@@ -1,0 +1,120 @@
+//! A repository is an untrusted mirror (DESIGN 4, 9; issue 10): whatever it serves, the
+//! device stays at a good version and keeps working. Whole-process regression tests against
+//! real Apache (and the mock server where a real one cannot misbehave in the needed way).
+
+mod lifecycle_common;
+mod support;
+mod transfer_common;
+
+use std::fs;
+
+use lifecycle_common::{
+    APP, Repo, activate_at_boot, assert_installed, current, status, update, version_dirs,
+};
+use support::sha256_hex;
+
+/// An `app.json` written by hand (the project's `repo index` refuses reserved names).
+fn publish_by_hand(repo: &Repo, app: &str, version: &str, data: &[u8]) {
+    let dir = repo.root().join(app).join(version);
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(dir.join("payload.bin"), data).unwrap();
+    let manifest = serde_json::json!({"name": app, "version": version, "files": [
+        {"path": "payload.bin", "size": data.len(), "sha256": sha256_hex(data)}]});
+    fs::write(dir.join("app.json"), manifest.to_string()).unwrap();
+    support::apache::make_servable(repo.root());
+}
+
+#[test]
+fn a_version_named_current_is_never_staged_and_latest_skips_it() {
+    let repo = Repo::start();
+    let data = repo.add(APP, "1.0", false);
+    // `current` sorts above every number: a repository that serves it must not win `latest`.
+    publish_by_hand(&repo, APP, "current", b"not a version");
+    let device = repo.device("");
+    update(&device, &[(APP, "latest")], &[]).assert_success();
+    assert_installed(&device, APP, "1.0", &data);
+    assert_eq!(version_dirs(&device, APP), ["1.0"]);
+
+    // Asked for by name: refused, naming the field, and nothing changes.
+    let out = update(&device, &[(APP, "current")], &[]);
+    out.assert_code(2);
+    assert!(
+        out.stderr.contains("apps[0].version") && out.stderr.contains("reserved"),
+        "{}",
+        out.stderr
+    );
+    assert_installed(&device, APP, "1.0", &data);
+
+    // `repo index` refuses to describe it.
+    let index = device.run(&["repo", "index", &transfer_common::path_str(repo.root())]);
+    index.assert_code(2);
+    assert!(
+        index.stderr.contains("current") && index.stderr.contains("reserved"),
+        "{}",
+        index.stderr
+    );
+}
+
+#[test]
+fn a_current_directory_left_by_an_earlier_version_is_repaired_not_an_exit_loop() {
+    let repo = Repo::start();
+    let data = repo.add(APP, "1.0", false);
+    let data2 = repo.add(APP, "2.0", false);
+    let device = repo.device("");
+    update(&device, &[(APP, "1.0")], &[]).assert_success();
+    // What an earlier version left: `current` staged as a real version directory, and a
+    // journal that wants it activated.
+    let app_dir = device.state_dir().join("apps").join(APP);
+    fs::remove_file(app_dir.join("current")).unwrap();
+    fs::create_dir_all(app_dir.join("current")).unwrap();
+    fs::write(app_dir.join("current").join("app.json"), "{}").unwrap();
+    let journal = device.state_dir().join("state.json");
+    let mut state: serde_json::Value =
+        serde_json::from_slice(&fs::read(&journal).unwrap()).unwrap();
+    state["apps"][0]["version"] = "current".into();
+    state["apps"][0]["state"] = "marked-for-installation".into();
+    state["apps"][0]["activating"] = serde_json::json!({"previous": "1.0"});
+    fs::write(&journal, state.to_string()).unwrap();
+
+    let boot = activate_at_boot(&device);
+    boot.assert_success();
+    assert!(boot.stderr.contains("not a link"), "{}", boot.stderr);
+    // The record was set aside and rebuilt from the complete version on disk.
+    assert_installed(&device, APP, "1.0", &data);
+    // Twice: no loop.
+    activate_at_boot(&device).assert_success();
+    update(&device, &[(APP, "2.0")], &[]).assert_success();
+    assert_installed(&device, APP, "2.0", &data2);
+    let st = status(&device);
+    assert!(
+        st["set_aside"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|n| n["name"] == format!("app:{APP}"))),
+        "{st:#}"
+    );
+}
+
+#[test]
+fn file_names_an_agent_uses_for_itself_are_refused_in_app_json() {
+    let repo = Repo::start();
+    // `f` and `f.part` in one app.json would overwrite each other in staging.
+    let dir = repo.root().join(APP).join("1.0");
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(dir.join("f"), b"one").unwrap();
+    fs::write(dir.join("f.part"), b"two").unwrap();
+    let manifest = serde_json::json!({"name": APP, "version": "1.0", "files": [
+        {"path": "f", "size": 3, "sha256": sha256_hex(b"one")},
+        {"path": "f.part", "size": 3, "sha256": sha256_hex(b"two")}]});
+    fs::write(dir.join("app.json"), manifest.to_string()).unwrap();
+    support::apache::make_servable(repo.root());
+    let device = repo.device("");
+    let out = update(&device, &[(APP, "1.0")], &[]);
+    out.assert_code(1);
+    let entry = lifecycle_common::app_entry(&status(&device), APP).unwrap();
+    let error = entry["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("files[1].path") && error.contains(".part"),
+        "{error}"
+    );
+    assert_eq!(current(&device, APP), None);
+}
