@@ -29,6 +29,34 @@ pub fn status_text(phase: Phase) -> String {
     format!("Update in progress ({step} \u{2013} {now})")
 }
 
+/// Text that came from outside (a server's answer in an error, a listing, a header) made safe
+/// to store, print, log and send: control characters and the invisible bidirectional marks
+/// become visible escapes (`\u{1b}`), so nothing a server sends can move a terminal's cursor,
+/// forge a log line or reorder what an administrator reads.
+pub fn clean(text: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    if !text.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if unsafe_char(c) {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// `Update failed: <app>: <reason>`, with the reason [`clean`]ed.
+pub fn failed_status(app: &str, reason: &str) -> String {
+    format!("Update failed: {app}: {}", clean(reason))
+}
+
 pub fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut value = n as f64;
@@ -226,6 +254,16 @@ mod tests {
             chrono::NaiveDateTime::parse_from_str(stamp, "%Y-%m-%d %H:%M:%S").is_ok(),
             "{stamp}"
         );
+    }
+
+    #[test]
+    fn text_from_servers_cannot_reach_a_terminal_raw() {
+        assert_eq!(clean("plain: 404"), "plain: 404");
+        assert_eq!(
+            clean("bad \u{1b}[2J\r\nINFO forged"),
+            "bad \\u{1b}[2J\\u{d}\\u{a}INFO forged"
+        );
+        assert_eq!(clean("a\u{202e}b"), "a\\u{202e}b");
     }
 
     #[test]

@@ -118,3 +118,48 @@ fn file_names_an_agent_uses_for_itself_are_refused_in_app_json() {
     );
     assert_eq!(current(&device, APP), None);
 }
+
+#[test]
+fn server_text_never_reaches_a_terminal_or_the_journal_raw() {
+    let mock = support::MockServer::start();
+    // A listing whose malformed end tag carries escape sequences (clear screen, red) and a
+    // line break that could forge a log line.
+    let listing = "<?xml version=\"1.0\"?><D:multistatus xmlns:D=\"DAV:\"><D:response>\
+                   </D:resp\u{1b}[2J\u{1b}[31monse>\nINFO forged</D:multistatus>";
+    mock.route_method(
+        "PROPFIND",
+        &format!("/{APP}/"),
+        support::MockResponse::status(207).body(listing),
+    );
+    let device = transfer_common::Device::new(&[transfer_common::RepoConf::new(
+        "central",
+        &mock.url(),
+        100,
+    )]);
+    let out = update(&device, &[(APP, "latest")], &[]);
+    out.assert_code(1);
+    let text = device.run(&["status"]);
+    let json = device.run(&["status", "--json"]);
+    let check = device.run(&["check"]);
+    let journal = fs::read_to_string(device.state_dir().join("state.json")).unwrap();
+    for (what, output) in [
+        ("update's stderr", out.stderr.as_str()),
+        ("status", text.stdout.as_str()),
+        ("status --json", json.stdout.as_str()),
+        ("check", check.stdout.as_str()),
+        ("state.json", journal.as_str()),
+    ] {
+        assert!(
+            !output.contains('\u{1b}'),
+            "a raw escape in {what}:\n{output}"
+        );
+    }
+    let error = lifecycle_common::app_entry(&json.json(), APP).unwrap()["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        error.contains("\\u{1b}[2J"),
+        "the escape is shown, not lost: {error}"
+    );
+}

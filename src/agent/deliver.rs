@@ -97,7 +97,7 @@ impl Agent {
             }
         }
         if let Some((app, reason)) = outcome.failed.first() {
-            outcome.status = format!("Update failed: {app}: {reason}");
+            outcome.status = report::failed_status(app, reason);
             tracing::error!("{}", outcome.status);
             self.set_status(outcome.status.clone())?;
         }
@@ -144,6 +144,7 @@ impl Agent {
                 record.bytes_total = p.manifest.total_bytes();
             }
             for (name, reason) in failed {
+                let reason = report::clean(reason);
                 if state.app_mut(name).is_none() {
                     state.apps.push(AppRecord::new(name, ""));
                     state.apps.sort_by(|a, b| a.name.cmp(&b.name));
@@ -152,7 +153,7 @@ impl Agent {
                     if let Ok(next) = record.state.on(Event::TransferFailed) {
                         record.state = next;
                     }
-                    record.error = Some(reason.clone());
+                    record.error = Some(reason.to_string());
                 }
                 tracing::error!(app = %name, state = "download-failed", "{name}: {reason}");
             }

@@ -113,6 +113,8 @@ impl Agent {
     /// Moves an app through the state machine and logs the change (one line per change).
     /// A transition the current state does not allow is logged and ignored.
     fn transition(&self, app: &str, event: Event, error: Option<String>) -> Result<(), StoreError> {
+        // Errors carry what servers said: never raw into the journal, the log or the UMS.
+        let error = error.map(|e| crate::report::clean(&e).into_owned());
         self.store.update(|s| {
             let Some(record) = s.app_mut(app) else { return };
             match record.state.on(event) {
@@ -179,6 +181,7 @@ impl Agent {
     }
 
     fn set_status(&self, status: String) -> Result<(), StoreError> {
+        let status = crate::report::clean(&status).into_owned();
         self.store.update(|s| s.update_status = Some(status))
     }
 }

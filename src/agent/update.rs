@@ -149,7 +149,7 @@ impl Agent {
         digest: Option<&str>,
     ) -> Result<(), StoreError> {
         if let Some((app, reason)) = outcome.failed.first() {
-            outcome.status = format!("Update failed: {app}: {reason}");
+            outcome.status = report::failed_status(app, reason);
             tracing::error!("{}", outcome.status);
             return self.set_status(outcome.status.clone());
         }

@@ -55,11 +55,12 @@ impl Finding {
         check: &'static str,
         message: impl Into<String>,
     ) -> Finding {
+        // Messages quote what servers answered: never raw to a terminal or a monitor.
         Finding {
             level,
             subject: subject.to_string(),
             check,
-            message: message.into(),
+            message: crate::report::clean(&message.into()).into_owned(),
             hint: None,
         }
     }

@@ -58,7 +58,7 @@ pub async fn run_job(
     }
     let outcome = outcome.map_err(agent_failure)?;
     for (app, reason) in &outcome.failed {
-        eprintln!("{app}: {reason}");
+        eprintln!("{app}: {}", crate::report::clean(reason));
     }
     if outcome.is_success() {
         Ok(ExitCode::SUCCESS)

@@ -184,7 +184,10 @@ pub fn main() -> ExitCode {
         Ok(code) => code,
         Err(failure) => {
             // Every error of this crate already says what caused it; the chain would repeat it.
-            eprintln!("igel-update-agent: {}", failure.error);
+            eprintln!(
+                "igel-update-agent: {}",
+                crate::report::clean(&failure.error.to_string())
+            );
             ExitCode::from(failure.code)
         }
     }

@@ -94,6 +94,7 @@ impl Daemon {
                 queue::finish(&self.store, id)
             }
             Err(reason) => {
+                let reason = crate::report::clean(&reason);
                 tracing::error!(command_id = %id, "command {id}: {reason}");
                 queue::finish(&self.store, id)
             }
