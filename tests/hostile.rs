@@ -2,6 +2,7 @@
 //! device stays at a good version and keeps working. Whole-process regression tests against
 //! real Apache (and the mock server where a real one cannot misbehave in the needed way).
 
+mod daemon_common;
 mod lifecycle_common;
 mod support;
 mod transfer_common;
@@ -162,4 +163,53 @@ fn server_text_never_reaches_a_terminal_or_the_journal_raw() {
         error.contains("\\u{1b}[2J"),
         "the escape is shown, not lost: {error}"
     );
+}
+
+#[test]
+fn idle_connections_cannot_stall_the_control_socket() {
+    use std::io::Read;
+    use std::os::unix::net::UnixStream;
+    let repo = Repo::start();
+    let device = daemon_common::Device::new(&repo, "");
+    let daemon = device.start();
+    // 300 idle peers (what once made accept fail with EMFILE and commands stall).
+    let idle: Vec<UnixStream> = (0..300)
+        .filter_map(|_| UnixStream::connect(device.socket()).ok())
+        .collect();
+    assert!(idle.len() >= 64, "{} connections", idle.len());
+    let started = std::time::Instant::now();
+    let reply =
+        daemon_common::exchange(device.socket(), br#"{"id":"s1","command":"status"}"#).unwrap();
+    assert_eq!(reply["result"], "rejected", "{reply}");
+    assert!(
+        reply["error"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("busy: 64 connections"),
+        "{reply}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    drop(idle);
+    support::wait_until(
+        "the socket to serve again",
+        std::time::Duration::from_secs(10),
+        || {
+            daemon_common::exchange(device.socket(), br#"{"id":"s2","command":"status"}"#)
+                .is_ok_and(|r| r["result"] == "accepted")
+        },
+    );
+    // A peer that says nothing is closed after the idle timeout (10 s).
+    let mut silent = UnixStream::connect(device.socket()).unwrap();
+    silent
+        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 16];
+    assert_eq!(silent.read(&mut buf).unwrap(), 0, "closed without a word");
+    let waited = started.elapsed();
+    assert!(
+        waited >= std::time::Duration::from_secs(9) && waited < std::time::Duration::from_secs(25),
+        "{waited:?}"
+    );
+    assert!(daemon.status().is_object());
 }

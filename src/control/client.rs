@@ -1,5 +1,6 @@
 //! The command line's side of the control socket: send one request, read its reply. "No
 //! daemon" (no socket, nobody listening) is its own answer, so commands can run in-process.
+//! A daemon that is `busy` (all its connections in use) is asked again for a few seconds.
 
 use std::path::Path;
 use std::time::Duration;
@@ -17,7 +18,28 @@ pub enum ClientError {
     Failed { path: String, reason: String },
 }
 
+/// How long a `busy` daemon is asked again.
+const BUSY_RETRY: Duration = Duration::from_secs(5);
+
 pub async fn request(path: &Path, request: &serde_json::Value) -> Result<Reply, ClientError> {
+    let started = std::time::Instant::now();
+    let mut pause = Duration::from_millis(20);
+    loop {
+        let reply = once(path, request).await?;
+        let busy = reply.id.is_none()
+            && reply
+                .error
+                .as_deref()
+                .is_some_and(|e| e.starts_with("busy:"));
+        if !busy || started.elapsed() >= BUSY_RETRY {
+            return Ok(reply);
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(500));
+    }
+}
+
+async fn once(path: &Path, request: &serde_json::Value) -> Result<Reply, ClientError> {
     let shown = path.display().to_string();
     let failed = |reason: String| ClientError::Failed {
         path: shown.clone(),

@@ -1,16 +1,24 @@
 //! The local control socket: JSON lines over a Unix socket (mode 0660). Any peer that can
 //! connect may ask for `status`; commands that change something are accepted only from root
 //! or the daemon's own user (checked with `SO_PEERCRED`). Lines over 1 MiB are rejected and the
-//! connection closed; a bad line never stops the daemon.
+//! connection closed; a bad line never stops the daemon. At most [`MAX_CONNECTIONS`] are open
+//! at once (one more is answered `busy` and closed at once), and a connection that sends
+//! nothing for [`IDLE_TIMEOUT`] is closed, so idle peers cannot use up the daemon's files.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 
 use super::{MAX_LINE, Rejection, Reply, Request};
+
+/// Connections served at once.
+pub const MAX_CONNECTIONS: usize = 64;
+/// A connection that sends no complete line for this long is closed.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
@@ -47,14 +55,32 @@ pub async fn bind(path: &Path) -> Result<UnixListener, ControlError> {
 /// Serves connections until the task is dropped.
 pub async fn serve(listener: UnixListener, handler: Handler) {
     let own_uid = nix::unistd::geteuid().as_raw();
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
-        let stream = match listener.accept().await {
+        let mut stream = match listener.accept().await {
             Ok((stream, _)) => stream,
             Err(e) => {
                 tracing::warn!("control socket: accept failed: {e}");
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::warn!(
+                "control socket: {MAX_CONNECTIONS} connections are open; refused one more"
+            );
+            tokio::spawn(async move {
+                let busy = Reply::rejected(Rejection {
+                    id: None,
+                    error: format!(
+                        "busy: {MAX_CONNECTIONS} connections are open; try again in a moment"
+                    ),
+                });
+                let mut out = serde_json::to_vec(&busy).unwrap_or_default();
+                out.push(b'\n');
+                let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(&out)).await;
+            });
+            continue;
         };
         let privileged = stream
             .peer_cred()
@@ -64,6 +90,7 @@ pub async fn serve(listener: UnixListener, handler: Handler) {
             if let Err(e) = connection(stream, handler, privileged).await {
                 tracing::debug!("control connection ended: {e}");
             }
+            drop(slot);
         });
     }
 }
@@ -73,10 +100,12 @@ async fn connection(stream: UnixStream, handler: Handler, privileged: bool) -> s
     let mut reader = BufReader::new(read);
     loop {
         let mut line = Vec::new();
-        let n = (&mut reader)
-            .take(MAX_LINE as u64 + 1)
-            .read_until(b'\n', &mut line)
-            .await?;
+        let mut limited = (&mut reader).take(MAX_LINE as u64 + 1);
+        let Ok(n) = tokio::time::timeout(IDLE_TIMEOUT, limited.read_until(b'\n', &mut line)).await
+        else {
+            return Ok(());
+        };
+        let n = n?;
         if n == 0 {
             return Ok(());
         }
