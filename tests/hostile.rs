@@ -213,3 +213,94 @@ fn idle_connections_cannot_stall_the_control_socket() {
     );
     assert!(daemon.status().is_object());
 }
+
+#[test]
+fn programs_the_agent_starts_get_a_clean_environment() {
+    let repo = Repo::start();
+    repo.add(APP, "1.0", false);
+    let scripts = lifecycle_common::Scripts::new();
+    let log = scripts.log("env");
+    let hook = scripts.write("hook", &format!("env > '{}'", log.display()));
+    let device = daemon_common::Device::new(&repo, &lifecycle_common::hook_config(&hook, "30s"));
+    let credentials = support::temp_dir("creds");
+    let mut daemon = device.start_with_env(&[
+        (
+            "CREDENTIALS_DIRECTORY",
+            &transfer_common::path_str(credentials.path()),
+        ),
+        ("NOTIFY_SOCKET", "/nonexistent/notify"),
+        ("IGEL_TEST_SECRET", "s3cret-in-env"),
+        ("LANG", "C.UTF-8"),
+    ]);
+    daemon.accepted(serde_json::json!({"id": "u1", "command": "update",
+        "idf": daemon_common::idf(&[(APP, "1.0")])}));
+    daemon.wait_for_app(APP, "installed");
+    let env = fs::read_to_string(&log).unwrap();
+    for gone in [
+        "CREDENTIALS_DIRECTORY",
+        "NOTIFY_SOCKET",
+        "IGEL_TEST_SECRET",
+        "WATCHDOG_",
+    ] {
+        assert!(!env.contains(gone), "the hook saw {gone}:\n{env}");
+    }
+    for kept in [
+        "APP=chromium",
+        "VERSION=1.0",
+        "APP_DIR=",
+        "PATH=",
+        "LANG=C.UTF-8",
+    ] {
+        assert!(env.contains(kept), "the hook did not get {kept}:\n{env}");
+    }
+}
+
+#[test]
+fn the_agent_cannot_be_dumped_or_traced_by_its_user() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    // A process that is not dumpable has its /proc files owned by root, whoever runs it.
+    let dir = support::temp_dir("dumpable");
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let exe = dir.path().join("igel-update-agent");
+    fs::copy(env!("CARGO_BIN_EXE_igel-update-agent"), &exe).unwrap();
+    let served = dir.path().join("repo");
+    fs::create_dir(&served).unwrap();
+    fs::set_permissions(&served, fs::Permissions::from_mode(0o755)).unwrap();
+    let mut child = std::process::Command::new("setpriv")
+        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+        .arg(&exe)
+        .args([
+            "repo",
+            "serve",
+            &transfer_common::path_str(&served),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("setpriv (util-linux) runs the agent as nobody");
+    let proc_dir = std::path::PathBuf::from(format!("/proc/{}", child.id()));
+    // Until setpriv has exec'd the agent, the process is setpriv's (owned by nobody).
+    let mut owner = None;
+    support::wait_until(
+        "the agent to run as nobody",
+        std::time::Duration::from_secs(10),
+        || {
+            let exe_now = fs::read_link(proc_dir.join("exe")).ok();
+            if exe_now.as_deref() == Some(exe.as_path()) {
+                owner = fs::metadata(proc_dir.join("environ")).ok().map(|m| m.uid());
+                owner.is_some()
+            } else {
+                false
+            }
+        },
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(
+        owner,
+        Some(0),
+        "its /proc files belong to its user: it can be dumped"
+    );
+}

@@ -13,6 +13,30 @@ use nix::unistd::Pid;
 use parking_lot::Mutex;
 use tokio::io::AsyncReadExt;
 
+/// The variables of the agent's own environment a program it starts gets (besides its own:
+/// `APP`, `VERSION`, ... or `UPDATE_*`): where to find programs, the language, the time zone,
+/// and the user's display for a notify dialog. Nothing else: not systemd's `NOTIFY_SOCKET`,
+/// `WATCHDOG_*`, `LISTEN_*` or `CREDENTIALS_DIRECTORY`, not the agent's own settings.
+pub const PASSED_ENV: &[&str] = &[
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "LANG",
+    "LANGUAGE",
+    "LC_ALL",
+    "LC_CTYPE",
+    "LC_MESSAGES",
+    "TZ",
+    "DISPLAY",
+    "WAYLAND_DISPLAY",
+    "XAUTHORITY",
+    "XDG_RUNTIME_DIR",
+    "DBUS_SESSION_BUS_ADDRESS",
+];
+/// `PATH` when the agent has none.
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
 /// Default location of the activation hook when `[update] activate_hook` is not set.
 pub const DEFAULT_HOOK: &str = "/etc/igel-update-agent/hooks/activate";
 const STDERR_LINES: usize = 5;
@@ -38,6 +62,15 @@ pub async fn run(
         return Err(format!("{what}: empty command"));
     };
     let mut command = tokio::process::Command::new(program);
+    command.env_clear();
+    for key in PASSED_ENV {
+        if let Some(value) = std::env::var_os(key) {
+            command.env(key, value);
+        }
+    }
+    if std::env::var_os("PATH").is_none() {
+        command.env("PATH", DEFAULT_PATH);
+    }
     command
         .args(args)
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
@@ -210,6 +243,26 @@ mod tests {
         .ok()
         .unwrap();
         assert_eq!(done.status.code(), Some(10));
+    }
+
+    #[tokio::test]
+    async fn a_program_gets_only_the_listed_environment() {
+        // `cargo test` runs this process with CARGO and CARGO_PKG_NAME set; the child must
+        // not see them (the whole-process test checks systemd's variables).
+        let env = [("APP", "x".to_string())];
+        let done = run(
+            "hook",
+            &argv(&[
+                "sh",
+                "-c",
+                "test -n \"$PATH\" && test \"$APP\" = x && test -z \"$CARGO_PKG_NAME$CARGO\"",
+            ]),
+            &env,
+            Duration::from_secs(10),
+            &[0],
+        )
+        .await;
+        assert!(done.is_ok(), "{:?}", done.err());
     }
 
     #[tokio::test]

@@ -158,6 +158,9 @@ impl Global {
 }
 
 pub fn main() -> ExitCode {
+    // No core dump and no ptrace by other users: this process holds repository passwords and
+    // the UMS client key in memory.
+    let _ = nix::sys::prctl::set_dumpable(false);
     let cli = Cli::parse();
     if let Err(e) = logging::init(&cli.log_level) {
         eprintln!("igel-update-agent: {e}");
