@@ -304,3 +304,28 @@ fn the_agent_cannot_be_dumped_or_traced_by_its_user() {
         "its /proc files belong to its user: it can be dumped"
     );
 }
+
+#[test]
+fn partial_downloads_of_versions_no_longer_planned_are_removed() {
+    let repo = Repo::start();
+    let data = repo.add(APP, "2.0", false);
+    let device = repo.device("");
+    // What a transfer of 1.0 cut off by a power failure leaves, and an app that left the IDF.
+    let stale = device.state_dir().join("staging").join(APP).join("1.0");
+    fs::create_dir_all(&stale).unwrap();
+    fs::write(stale.join("chromium.bin.part"), vec![7u8; 50_000]).unwrap();
+    let gone = device
+        .state_dir()
+        .join("staging")
+        .join("old-app")
+        .join("3.1");
+    fs::create_dir_all(&gone).unwrap();
+    fs::write(gone.join("x.part"), b"xx").unwrap();
+    update(&device, &[(APP, "2.0")], &[]).assert_success();
+    assert_installed(&device, APP, "2.0", &data);
+    assert!(!stale.exists(), "the partial 1.0 is still there");
+    assert!(
+        !gone.exists(),
+        "the partial of an app outside the IDF is still there"
+    );
+}

@@ -52,6 +52,12 @@ impl Agent {
                     .store
                     .is_complete(&p.manifest.name, &p.manifest.version)
             });
+        for p in planned {
+            let (name, version) = (&p.manifest.name, &p.manifest.version);
+            for old in self.store.remove_superseded_staging(name, Some(version))? {
+                tracing::info!(app = %name, "{name}: partial download of {old} removed (no longer planned)");
+            }
+        }
         let at_boot = self.settings.update.activate_after_installation;
         let state = self.store.snapshot();
         for p in unchanged {

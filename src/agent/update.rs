@@ -210,6 +210,13 @@ impl Agent {
             s.idf = stored;
             s.idf_sha256 = Some(digest.to_string());
         })?;
+        // Partial downloads of apps the IDF no longer wants never resume.
+        for app in self.store.staging_apps() {
+            if !wanted.contains(&app.as_str()) {
+                self.store.remove_superseded_staging(&app, None)?;
+                tracing::info!(app = %app, "{app}: partial downloads removed (not in the IDF)");
+            }
+        }
         for (app, on_disk) in leaving {
             if on_disk {
                 self.transition(&app, Event::LeftIdf, None)?;

@@ -94,6 +94,44 @@ impl Store {
         remove_dir_safely(&self.state_dir.join("staging").join(app))
     }
 
+    /// Deletes the partial downloads of `app` other than those of `keep` (a version no longer
+    /// planned never resumes, and its bytes only take space). Returns the versions removed.
+    pub fn remove_superseded_staging(
+        &self,
+        app: &str,
+        keep: Option<&str>,
+    ) -> Result<Vec<String>, StoreError> {
+        let dir = self.state_dir.join("staging").join(app);
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return Ok(Vec::new());
+        };
+        let mut removed = Vec::new();
+        for entry in entries.filter_map(|e| e.ok()) {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if Some(name.as_str()) == keep || name.starts_with(REMOVING) {
+                continue;
+            }
+            remove_dir_safely(&entry.path())?;
+            removed.push(name);
+        }
+        if keep.is_none() {
+            let _ = std::fs::remove_dir(&dir);
+        }
+        Ok(removed)
+    }
+
+    /// Apps with partial downloads under `staging/`.
+    pub fn staging_apps(&self) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(self.state_dir.join("staging")) else {
+            return Vec::new();
+        };
+        entries
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|name| !name.starts_with('.'))
+            .collect()
+    }
+
     /// Deletes the partial downloads of every app.
     pub fn remove_staging(&self) -> Result<(), StoreError> {
         let staging = self.state_dir.join("staging");
