@@ -329,3 +329,87 @@ fn partial_downloads_of_versions_no_longer_planned_are_removed() {
         "the partial of an app outside the IDF is still there"
     );
 }
+
+#[test]
+fn an_idf_comes_over_https_from_its_own_server_only() {
+    let repo = Repo::start();
+    let data = repo.add(APP, "1.0", false);
+    // The IDF server: HTTPS with a private CA, which the device trusts as [ums] ca_certificate.
+    let tls = support::TlsFiles::localhost();
+    let idf_root = support::temp_dir("idf-server");
+    fs::write(
+        idf_root.path().join("idf.json"),
+        daemon_common::idf(&[(APP, "1.0")]).to_string(),
+    )
+    .unwrap();
+    let other = support::Apache::builder(idf_root.path()).start();
+    let idf_server = support::Apache::builder(idf_root.path())
+        .tls_files(&tls)
+        .server_config(&format!(
+            "LoadModule alias_module /usr/lib/apache2/modules/mod_alias.so\n\
+             Redirect /moved.json {}idf.json",
+            other.url()
+        ))
+        .start();
+    support::apache::make_servable(idf_root.path());
+    let ums = format!(
+        "\n[ums]\nca_certificate = {:?}\n",
+        transfer_common::path_str(tls.ca_path())
+    );
+    let device = repo.device(&ums);
+
+    let https = format!("{}idf.json", idf_server.url());
+    device.run(&["update", "--idf", &https]).assert_success();
+    assert_installed(&device, APP, "1.0", &data);
+
+    let plain = format!("{}idf.json", other.url());
+    let out = device.run(&["update", "--idf", &plain]);
+    out.assert_code(2);
+    assert!(
+        out.stderr.contains("must come over https://"),
+        "{}",
+        out.stderr
+    );
+    let out = device.run(&["delivery", "--idf", &plain]);
+    out.assert_code(2);
+
+    let moved = format!("{}moved.json", idf_server.url());
+    let out = device.run(&["update", "--idf", &moved, "--force"]);
+    out.assert_code(1);
+    assert!(
+        out.stderr.contains("redirect to") && out.stderr.contains("refused"),
+        "{}",
+        out.stderr
+    );
+    assert!(other.access_log().is_empty(), "the redirect was followed");
+}
+
+#[test]
+fn plain_http_repositories_are_warned_about_unless_every_app_is_pinned() {
+    let repo = Repo::start();
+    let written = support::write_app(repo.root(), APP, "1.0", &[("f.bin", vec![1; 100])], false);
+    let device = repo.device(&format!("\n[[app]]\nname = {APP:?}\nversion = \"1.0\"\n"));
+    let config = device.run(&["config", "check"]);
+    config.assert_success();
+    assert!(
+        config.stderr.contains("repository \"central\": plain http"),
+        "{}",
+        config.stderr
+    );
+    let check = device.run(&["check"]);
+    assert!(
+        check
+            .stdout
+            .contains("WARN repository central transport: plain http"),
+        "{}",
+        check.stdout
+    );
+    let pinned = repo.device(&format!(
+        "\n[[app]]\nname = {APP:?}\nversion = \"1.0\"\napp_json_sha256 = {:?}\n",
+        written.app_json_sha256
+    ));
+    let config = pinned.run(&["config", "check"]);
+    assert!(!config.stderr.contains("plain http"), "{}", config.stderr);
+    let check = pinned.run(&["check"]);
+    assert!(!check.stdout.contains("transport"), "{}", check.stdout);
+}

@@ -27,7 +27,7 @@ const NAMED: usize = 5;
 
 /// The wanted state and where it came from: the assigned IDF, else the `[[app]]` tables, else
 /// the versions the device holds (as the daemon's Update command without an IDF).
-fn wanted(settings: &Settings, state: Option<&State>) -> Option<(Idf, String)> {
+pub fn wanted(settings: &Settings, state: Option<&State>) -> Option<(Idf, String)> {
     let assigned = state.and_then(|s| s.idf.clone()).and_then(|r| {
         crate::store::documents::read(&settings.paths.state_dir, &r)
             .inspect_err(|e| tracing::warn!("the assigned IDF cannot be read: {e}"))

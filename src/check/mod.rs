@@ -20,7 +20,7 @@ use crate::repository::Timeouts;
 use crate::store::State;
 use crate::x509::Validity;
 
-mod files;
+pub mod files;
 mod repository;
 mod ums;
 
@@ -106,6 +106,20 @@ pub async fn run(settings: &Settings, state: Option<&State>, deep: bool) -> Vec<
         read: settings.update.read_timeout.min(Duration::from_secs(20)),
     };
     findings.extend(set_aside(settings, state));
+    let wanted = files::wanted(settings, state).map(|(idf, _)| idf);
+    findings.extend(
+        plain_http(settings, wanted.as_ref())
+            .into_iter()
+            .map(|(repo, warning)| {
+                Finding::new(
+                    Level::Warn,
+                    &format!("repository {repo}"),
+                    "transport",
+                    warning,
+                )
+                .hint("use https://, or pin each app's app.json (app_json_sha256) in the IDF")
+            }),
+    );
     let mut answered = Vec::new();
     for repo in &settings.repositories {
         let (found, client) = repository::check(repo, &timeouts).await;
@@ -116,6 +130,42 @@ pub async fn run(settings: &Settings, state: Option<&State>, deep: bool) -> Vec<
     findings.extend(ums::check(settings).await);
     findings.push(check_space(settings, state));
     findings
+}
+
+/// Repositories reached over plain http while some wanted app is not pinned: anyone on the
+/// path could change what such an app installs. (repository name, warning)
+pub fn plain_http(settings: &Settings, wanted: Option<&crate::idf::Idf>) -> Vec<(String, String)> {
+    let unpinned: Vec<&str> = match wanted {
+        Some(idf) => idf
+            .apps
+            .iter()
+            .filter(|a| a.app_json_sha256.is_none())
+            .map(|a| a.name.as_str())
+            .collect(),
+        None => vec![],
+    };
+    if wanted.is_some() && unpinned.is_empty() {
+        return Vec::new();
+    }
+    let apps = if unpinned.is_empty() {
+        "apps without app_json_sha256 in their IDF".to_string()
+    } else {
+        format!("{} (no app_json_sha256 in the IDF)", unpinned.join(", "))
+    };
+    settings
+        .repositories
+        .iter()
+        .filter(|r| r.url.scheme() == "http")
+        .map(|r| {
+            (
+                r.name.clone(),
+                format!(
+                    "plain http: what it serves for {apps} has no integrity against anyone on \
+                     the path"
+                ),
+            )
+        })
+        .collect()
 }
 
 /// Everything persisted that did not validate and is not applied: a failure each, with the

@@ -29,6 +29,16 @@ pub fn run(global: &Global, cmd: Command) -> CmdResult {
 
 fn check(global: &Global, json: bool) -> CmdResult {
     let mut settings = global.settings()?;
+    let state = crate::store::read_state(&settings.paths.state_dir)
+        .ok()
+        .flatten();
+    let wanted = crate::check::files::wanted(&settings, state.as_ref()).map(|(idf, _)| idf);
+    for (repo, warning) in crate::check::plain_http(&settings, wanted.as_ref()) {
+        let warning =
+            format!("repository {repo:?}: {warning}; use https:// or pin app.json in the IDF");
+        tracing::warn!("{warning}");
+        settings.warnings.push(warning);
+    }
     // A credential outside systemd is no configuration error, but worth saying.
     for repo in &settings.repositories {
         if let Some(crate::config::Password::Unavailable(reason)) = repo.auth.password() {

@@ -127,10 +127,11 @@ pub async fn load_idf(source: Option<&str>, settings: &Settings) -> Result<Idf, 
     if !is_url(source) {
         return read_idf_file(source);
     }
-    let bytes = crate::repository::fetch_document(source, crate::idf::MAX_IDF_BYTES)
+    crate::repository::document::check_idf_url(source, settings)
+        .map_err(|e| Failure::usage(anyhow::anyhow!("IDF {e}")))?;
+    crate::repository::fetch_idf(source, settings)
         .await
-        .map_err(|e| Failure::failed(anyhow::anyhow!("IDF {source}: {e}")))?;
-    Idf::parse(&bytes).map_err(|e| Failure::usage(anyhow::anyhow!("{source}: {e}")))
+        .map_err(|e| Failure::failed(anyhow::anyhow!("IDF {source}: {e}")))
 }
 
 fn is_url(source: &str) -> bool {

@@ -64,6 +64,10 @@ pub fn run(global: &Global, args: Args) -> CmdResult {
         )));
     }
     let rt = super::runtime()?;
+    if let Some(url) = args.idf.as_deref().filter(|s| s.contains("://")) {
+        crate::repository::document::check_idf_url(url, &settings)
+            .map_err(|e| Failure::usage(anyhow::anyhow!("--idf {e}")))?;
+    }
     let mut request = idf_fields(args.idf.as_deref())?;
     request.insert("id".into(), command_id("update").into());
     request.insert("command".into(), "update".into());

@@ -53,6 +53,12 @@ impl Daemon {
     }
 
     fn enqueue(&self, request: &Request) -> Result<(), Rejection> {
+        if let Command::Update(u) = &request.command
+            && let Some(url) = &u.idf_url
+        {
+            crate::repository::document::check_idf_url(url, &self.settings.read())
+                .map_err(|e| reject(&request.id, format!("update: idf_url {e}")))?;
+        }
         let not_before = match &request.command {
             Command::Update(u) => u.at,
             // "Downloads start after splay": spread a fleet that got the same assignment.

@@ -163,11 +163,10 @@ impl Daemon {
                 let idf = match (&u.idf, &u.idf_url) {
                     (Some(r), _) => self.stored_idf(r)?,
                     (None, Some(url)) => {
-                        let bytes =
-                            crate::repository::fetch_document(url, crate::idf::MAX_IDF_BYTES)
-                                .await
-                                .map_err(|e| format!("IDF {url}: {e}"))?;
-                        Idf::parse(&bytes).map_err(|e| format!("IDF {url}: {e}"))?
+                        let settings = self.settings.read().clone();
+                        crate::repository::fetch_idf(url, &settings)
+                            .await
+                            .map_err(|e| format!("IDF {url}: {e}"))?
                     }
                     (None, None) => self.fallback_idf(),
                 };

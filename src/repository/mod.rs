@@ -8,7 +8,10 @@
 //! trying again could help; they never contain credentials.
 
 mod auth;
+pub mod document;
 pub mod listing;
+
+pub use document::fetch_idf;
 
 use std::sync::{Arc, Once};
 use std::time::Duration;
@@ -374,28 +377,6 @@ pub fn verify(settings: &crate::config::Settings) -> Result<(), String> {
     build_all(settings, true)
         .map(drop)
         .map_err(|e| e.to_string())
-}
-
-/// GETs a document (an IDF) from a URL outside the repositories, with the system's roots.
-pub async fn fetch_document(url: &str, limit: usize) -> Result<Vec<u8>, String> {
-    install_crypto_provider();
-    let client = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(15))
-        .read_timeout(Duration::from_secs(60))
-        .build()
-        .map_err(|e| error_chain(&e))?;
-    let mut response = client.get(url).send().await.map_err(|e| error_chain(&e))?;
-    if !response.status().is_success() {
-        return Err(format!("HTTP {}", response.status()));
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(|e| error_chain(&e))? {
-        if body.len() + chunk.len() > limit {
-            return Err(format!("larger than {limit} bytes"));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
 }
 
 /// Reads the next piece of a download body.
