@@ -413,3 +413,112 @@ fn plain_http_repositories_are_warned_about_unless_every_app_is_pinned() {
     let check = pinned.run(&["check"]);
     assert!(!check.stdout.contains("transport"), "{}", check.stdout);
 }
+
+/// A mirror of priority 200 that serves `app.json` and trickles the payload (or, with
+/// `trickle_manifest`, the app.json itself) at 1 byte every 1.5 s, and a good central one.
+fn trickling_mirror(trickle_manifest: bool) -> (support::MockServer, Repo, Vec<u8>) {
+    let central = Repo::start();
+    let data = central.add(APP, "1.0", false);
+    let manifest = fs::read(central.root().join(APP).join("1.0").join("app.json")).unwrap();
+    let mirror = support::MockServer::start();
+    let slow = |body: Vec<u8>| {
+        support::MockResponse::file(body).trickle(1, std::time::Duration::from_millis(1500))
+    };
+    let manifest_response = if trickle_manifest {
+        slow(manifest)
+    } else {
+        support::MockResponse::file(manifest)
+    };
+    mirror.route(&format!("/{APP}/1.0/app.json"), manifest_response);
+    mirror.route(
+        &format!("/{APP}/1.0/{}", lifecycle_common::payload_name(APP)),
+        slow(data.clone()),
+    );
+    (mirror, central, data)
+}
+
+#[test]
+fn a_trickling_mirror_is_left_for_the_next_repository() {
+    for trickle_manifest in [false, true] {
+        let (mirror, central, data) = trickling_mirror(trickle_manifest);
+        let device = transfer_common::Device::with_update(
+            &[
+                transfer_common::RepoConf::new("mirror", &mirror.url(), 200),
+                transfer_common::RepoConf::new("central", &central.apache.url(), 100),
+            ],
+            "low_speed_time = \"3s\"\n",
+        );
+        let started = std::time::Instant::now();
+        let out = update(&device, &[(APP, "1.0")], &[]);
+        out.assert_success();
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(40),
+            "took {:?}",
+            started.elapsed()
+        );
+        assert_installed(&device, APP, "1.0", &data);
+        assert!(out.stderr.contains("stalled:"), "{}", out.stderr);
+        assert_eq!(
+            lifecycle_common::app_entry(&status(&device), APP).unwrap()["repository"],
+            "central"
+        );
+    }
+}
+
+#[test]
+fn the_devices_own_bandwidth_limit_is_never_a_stall() {
+    let repo = Repo::start();
+    let data = daemon_common::publish_large(&repo, APP, "1.0", 400 * 1024);
+    // The device allows 64 KiB/s; the stall limit is higher, over a short window.
+    let device = repo.device(
+        "bandwidth_limit_enabled = true\nbandwidth_limit = \"64KB\"\n\
+         low_speed_limit = \"200KB\"\nlow_speed_time = \"2s\"\n",
+    );
+    let out = update(&device, &[(APP, "1.0")], &[]);
+    out.assert_success();
+    assert!(!out.stderr.contains("stalled:"), "{}", out.stderr);
+    assert_installed(&device, APP, "1.0", &data);
+}
+
+#[test]
+fn the_running_command_can_be_cancelled_until_its_installation_starts() {
+    let repo = Repo::start();
+    let (device, mut daemon, _data, _) = daemon_common::throttled_delivery(&repo);
+    daemon.accepted(serde_json::json!({"id": "c1", "command": "cancel", "target": "d1"}));
+    let st = daemon.wait_for("the delivery to stop", daemon_common::JOB_TIMEOUT, |s| {
+        daemon_common::queue(s).is_empty()
+    });
+    assert_eq!(st["update_status"], "Update failed: cancelled", "{st:#}");
+    let app = lifecycle_common::app_entry(&st, APP).unwrap();
+    assert_eq!(app["state"], "download-failed", "{st:#}");
+    assert_eq!(app["error"], "cancelled", "{st:#}");
+    let part = device.part(APP, "1.0", &lifecycle_common::payload_name(APP));
+    assert!(part.exists(), "the partial download is kept for a resume");
+
+    // The next command runs, and resumes.
+    daemon.accepted(serde_json::json!({"id": "d2", "command": "delivery",
+        "idf": daemon_common::idf(&[(APP, "1.0")])}));
+    daemon.wait_for_log("Transfer started", daemon_common::JOB_TIMEOUT);
+
+    // An installation that started runs to its end.
+    let scripts = lifecycle_common::Scripts::new();
+    let hook = scripts.write("hook", "sleep 3");
+    let repo2 = Repo::start();
+    repo2.add(APP, "1.0", false);
+    let device2 = daemon_common::Device::new(&repo2, &lifecycle_common::hook_config(&hook, "30s"));
+    let mut daemon2 = device2.start();
+    daemon2.accepted(serde_json::json!({"id": "u1", "command": "update",
+        "idf": daemon_common::idf(&[(APP, "1.0")])}));
+    daemon2.wait_for_log("activating", daemon_common::JOB_TIMEOUT);
+    let reply =
+        daemon2.request(serde_json::json!({"id": "c2", "command": "cancel", "target": "u1"}));
+    assert_eq!(reply["result"], "rejected", "{reply}");
+    assert!(
+        reply["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("installation has started"),
+        "{reply}"
+    );
+    daemon2.wait_for_app(APP, "installed");
+}

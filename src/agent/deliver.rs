@@ -22,8 +22,10 @@ impl Agent {
     /// (the IDF of the last Update or assignment) as it is.
     pub async fn deliver(&self, idf: &Idf) -> Result<Outcome, AgentError> {
         self.require_repositories()?;
-        let (planned, failed) = self.plan(idf).await;
-        let mut outcome = self.transfer(&planned, failed).await?;
+        let (planned, failed) = self.unless_cancelled(self.plan(idf)).await?;
+        let mut outcome = self
+            .unless_cancelled(self.transfer(&planned, failed))
+            .await??;
         if outcome.is_success() {
             outcome.status = report::status_text(Phase::TransferCompleted);
             self.set_status(outcome.status.clone())?;
@@ -88,6 +90,10 @@ impl Agent {
                 self.repositories.clone(),
                 self.bandwidth.clone(),
                 self.policy.clone(),
+                crate::transfer::Stall {
+                    bytes_per_sec: self.settings.update.low_speed_limit,
+                    time: self.settings.update.low_speed_time,
+                },
             );
             let results = join_all(
                 to_fetch

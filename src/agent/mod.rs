@@ -8,6 +8,7 @@
 //! (`repository`, `transfer`) and never lays out files itself (`store`).
 
 mod activate;
+pub mod cancel;
 mod deliver;
 mod hook;
 pub mod lifecycle;
@@ -34,6 +35,8 @@ pub enum AgentError {
     Repository(#[from] RepositoryError),
     #[error("no repositories are configured (add a [[repository]] table)")]
     NoRepositories,
+    #[error("cancelled")]
+    Cancelled,
 }
 
 /// How a command ended, per app.
@@ -63,6 +66,7 @@ pub struct Agent {
     /// Visible repositories in the order they are tried.
     repositories: Vec<Arc<Repository>>,
     policy: RetryPolicy,
+    cancel: Arc<cancel::Cancel>,
 }
 
 impl Agent {
@@ -83,8 +87,43 @@ impl Agent {
             bandwidth,
             repositories,
             policy,
+            cancel: Arc::default(),
         };
         Ok(agent)
+    }
+
+    /// The agent stops its command when `cancel` is requested (the daemon keeps the other
+    /// end).
+    pub fn with_cancel(mut self, cancel: Arc<cancel::Cancel>) -> Agent {
+        self.cancel = cancel;
+        self
+    }
+
+    /// Runs planning or transfers unless the command is cancelled first; then the apps that
+    /// were being transferred are `download-failed` with the reason, and so is the status.
+    async fn unless_cancelled<T>(
+        &self,
+        work: impl std::future::Future<Output = T>,
+    ) -> Result<T, AgentError> {
+        if let Some(out) = self.cancel.run(work).await {
+            return Ok(out);
+        }
+        let reason = "cancelled".to_string();
+        let transferring: Vec<String> = self
+            .store
+            .snapshot()
+            .apps
+            .into_iter()
+            .filter(|a| matches!(a.state, AppState::Downloading | AppState::Assigned))
+            .map(|a| a.name)
+            .collect();
+        for app in transferring {
+            self.transition(&app, Event::TransferFailed, Some(reason.clone()))?;
+        }
+        let status = format!("Update failed: {reason}");
+        tracing::warn!("{status}; partial downloads are kept");
+        self.set_status(status)?;
+        Err(AgentError::Cancelled)
     }
 
     /// Before the first command: roll back an activation a crash interrupted, so every app is

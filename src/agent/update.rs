@@ -41,7 +41,7 @@ pub const SUCCESSFUL: &str = "Update successful";
 impl Agent {
     pub async fn update(&self, idf: &Idf, options: &UpdateOptions) -> Result<Outcome, AgentError> {
         self.require_repositories()?;
-        let (planned, failed) = self.plan(idf).await;
+        let (planned, failed) = self.unless_cancelled(self.plan(idf)).await?;
         // The digest of the assigned IDF with resolved versions; an app that could not be
         // planned counts as written, so a failed update still shows which IDF it was.
         let digest = Idf {
@@ -70,7 +70,9 @@ impl Agent {
         if options.clean {
             self.clean()?;
         }
-        let mut outcome = self.transfer(&planned, failed).await?;
+        let mut outcome = self
+            .unless_cancelled(self.transfer(&planned, failed))
+            .await??;
         if !outcome.is_success() {
             return Ok(outcome);
         }
@@ -89,6 +91,9 @@ impl Agent {
             outcome.status = DEFERRED.to_string();
             outcome.deferred = true;
             return Ok(outcome);
+        }
+        if !self.cancel.enter_installation() {
+            return self.unless_cancelled(async {}).await.map(|()| outcome);
         }
         let status = report::status_text(Phase::InstallationStarted);
         tracing::info!("{status}");

@@ -75,6 +75,14 @@ pub const HEARTBEAT: Bound = Bound {
     min: secs(1),
     max: secs(HOUR),
 };
+pub const LOW_SPEED_TIME: Bound = Bound {
+    default: secs(60),
+    min: secs(1),
+    max: secs(HOUR),
+};
+/// `low_speed_limit` in bytes per second: 1KB by default, 0 turns the stall check off.
+pub const LOW_SPEED_LIMIT_DEFAULT: u64 = 1024;
+pub const LOW_SPEED_LIMIT_MAX: u64 = 100 * 1024 * 1024;
 /// `parallel_downloads`, `retries`, `max_deferrals`: (default, min, max).
 pub const PARALLEL_DOWNLOADS: (i64, i64, i64) = (2, 1, 16);
 pub const RETRIES: (i64, i64, i64) = (4, 0, 10);

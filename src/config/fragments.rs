@@ -69,6 +69,8 @@ pub struct RawUpdate {
     pub read_timeout: Option<S<String>>,
     pub retries: Option<S<i64>>,
     pub retry_backoff: Option<S<String>>,
+    pub low_speed_limit: Option<S<RawLimit>>,
+    pub low_speed_time: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

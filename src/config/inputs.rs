@@ -65,6 +65,8 @@ pub struct UpdateInputs {
     pub read_timeout: Option<Sourced<String>>,
     pub retries: Option<Sourced<i64>>,
     pub retry_backoff: Option<Sourced<String>>,
+    pub low_speed_limit: Option<Sourced<RawLimit>>,
+    pub low_speed_time: Option<Sourced<String>>,
 }
 
 #[derive(Debug)]
@@ -226,4 +228,6 @@ fn merge_update(into: &mut UpdateInputs, u: &super::fragments::RawUpdate, r: &Re
     set(&mut into.read_timeout, r.opt(&u.read_timeout));
     set(&mut into.retries, r.opt(&u.retries));
     set(&mut into.retry_backoff, r.opt(&u.retry_backoff));
+    set(&mut into.low_speed_limit, r.opt(&u.low_speed_limit));
+    set(&mut into.low_speed_time, r.opt(&u.low_speed_time));
 }

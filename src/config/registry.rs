@@ -32,6 +32,8 @@ const UPDATE_KEYS: &[(&str, Kind)] = &[
     ("read_timeout", Kind::Text),
     ("retries", Kind::Int),
     ("retry_backoff", Kind::Text),
+    ("low_speed_limit", Kind::Text),
+    ("low_speed_time", Kind::Text),
 ];
 
 /// The highest repository number a key may name (`external_binary_source0` ..).

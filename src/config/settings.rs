@@ -91,6 +91,11 @@ pub struct UpdateSettings {
     pub retries: u32,
     #[serde(with = "human_duration")]
     pub retry_backoff: Duration,
+    /// A repository slower than this (bytes/s, not counting the device's own limit) for
+    /// `low_speed_time` is left for the next one; 0: never.
+    pub low_speed_limit: u64,
+    #[serde(with = "human_duration")]
+    pub low_speed_time: Duration,
 }
 
 impl UpdateSettings {
@@ -444,7 +449,37 @@ fn validate_update(
             "update.retry_backoff",
             &bounds::RETRY_BACKOFF,
         )?,
+        low_speed_limit: low_speed_limit(&u.low_speed_limit)?,
+        low_speed_time: duration(
+            &u.low_speed_time,
+            "update.low_speed_time",
+            &bounds::LOW_SPEED_TIME,
+        )?,
     })
+}
+
+/// `low_speed_limit`: IGEL's bandwidth syntax (`512KB`; no unit means MB), or 0 for off.
+fn low_speed_limit(
+    input: &Option<Sourced<super::fragments::RawLimit>>,
+) -> Result<u64, ConfigError> {
+    let Some(s) = input else {
+        return Ok(bounds::LOW_SPEED_LIMIT_DEFAULT);
+    };
+    let text = s.value.text();
+    if text.trim() == "0" {
+        return Ok(0);
+    }
+    match bandwidth::parse_limit(&text) {
+        Some(bytes) if bytes <= bounds::LOW_SPEED_LIMIT_MAX => Ok(bytes),
+        _ => Err(invalid(
+            &s.origin,
+            "update.low_speed_limit",
+            format!(
+                "{text:?} is not a rate of at most 100MB (digits then KB, MB or GB, no space; \
+                 0 turns the stall check off)"
+            ),
+        )),
+    }
 }
 
 fn validate_apps(inputs: &Inputs) -> Result<Vec<WantedApp>, ConfigError> {

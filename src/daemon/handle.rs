@@ -35,11 +35,7 @@ impl Daemon {
                 reply.status = Some(self.status());
                 return reply;
             }
-            Command::Cancel(c) => {
-                let running = self.running.lock().clone();
-                queue::cancel(&self.store, &c.target, running.as_deref(), &id)
-                    .map(|()| tracing::info!(command_id = %id, "command {}: cancelled by {id}", c.target))
-            }
+            Command::Cancel(c) => self.cancel(&id, &c.target),
             Command::Settings(s) => self.change_settings(&id, s),
             _ => self.enqueue(&request),
         };
@@ -50,6 +46,22 @@ impl Daemon {
                 Reply::rejected(rejection)
             }
         }
+    }
+
+    /// `cancel`: a waiting command leaves the queue; the running one stops its planning or
+    /// transfers (not an installation that has started).
+    fn cancel(&self, id: &str, target: &str) -> Result<(), Rejection> {
+        let running = self.running.lock().clone();
+        if running.as_deref() == Some(target) {
+            self.cancel
+                .request()
+                .map_err(|e| reject(id, format!("command {target:?}: {e}")))?;
+            tracing::info!(command_id = %id, "command {target}: cancelling at the request of {id}");
+            return Ok(());
+        }
+        queue::cancel(&self.store, target, id)?;
+        tracing::info!(command_id = %id, "command {target}: cancelled by {id}");
+        Ok(())
     }
 
     fn enqueue(&self, request: &Request) -> Result<(), Rejection> {

@@ -52,6 +52,8 @@ struct Daemon {
     /// changes never interleave.
     reconfiguring: Mutex<()>,
     running: Mutex<Option<String>>,
+    /// Stops the running command's planning and transfers (`cancel` of its id).
+    cancel: Arc<crate::agent::cancel::Cancel>,
     /// The UMS channel's task and the settings it runs with.
     ums: Mutex<Option<ums::UmsTask>>,
 }
@@ -69,7 +71,9 @@ pub async fn run(source: ConfigSource, store: Arc<Store>) -> Result<(), DaemonEr
         // Before the recovery: what it changes is news for the UMS too.
         store.enable_events()?;
     }
-    let agent = Agent::new(settings.clone(), store.clone(), bandwidth.clone())?;
+    let cancel = Arc::new(crate::agent::cancel::Cancel::default());
+    let agent =
+        Agent::new(settings.clone(), store.clone(), bandwidth.clone())?.with_cancel(cancel.clone());
     agent.recover()?;
     // Signal handlers before anything can be noticed from outside: a SIGTERM or SIGHUP right
     // after the socket answers must not take the default action.
@@ -84,6 +88,7 @@ pub async fn run(source: ConfigSource, store: Arc<Store>) -> Result<(), DaemonEr
         wake: Notify::new(),
         reconfiguring: Mutex::new(()),
         running: Mutex::new(None),
+        cancel,
         ums: Mutex::new(None),
     });
     daemon.queue_boot_work()?;
@@ -174,7 +179,10 @@ impl Daemon {
     }
 
     fn agent_for(&self, settings: &Settings) -> Result<Agent, AgentError> {
-        Agent::new(settings.clone(), self.store.clone(), self.bandwidth.clone())
+        Ok(
+            Agent::new(settings.clone(), self.store.clone(), self.bandwidth.clone())?
+                .with_cancel(self.cancel.clone()),
+        )
     }
 
     /// Puts settings and the agent built from them in force. Cannot fail: what could fail

@@ -144,22 +144,12 @@ pub fn defer(store: &Store, id: &str, when: DateTime<Utc>) -> Result<(), StoreEr
     })
 }
 
-/// Removes a waiting command; the one running now cannot be cancelled.
-pub fn cancel(
-    store: &Store,
-    target: &str,
-    running: Option<&str>,
-    id: &str,
-) -> Result<(), Rejection> {
+/// Removes a waiting command (the running one is stopped by the daemon, not here).
+pub fn cancel(store: &Store, target: &str, id: &str) -> Result<(), Rejection> {
     let reject = |error: String| Rejection {
         id: Some(id.to_string()),
         error,
     };
-    if running == Some(target) {
-        return Err(reject(format!(
-            "command {target:?} is running and cannot be cancelled"
-        )));
-    }
     let removed = store
         .update(|s| {
             let before = s.commands.len();

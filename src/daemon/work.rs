@@ -76,6 +76,7 @@ impl Daemon {
     }
 
     async fn execute(&self, command: QueuedCommand) {
+        self.cancel.arm();
         *self.running.lock() = Some(command.id.clone());
         let outcome = self.run_command(&command).await;
         let id = &command.id;

@@ -32,6 +32,8 @@ pub enum FailureKind {
     Timeout,
     Tls,
     Body,
+    /// Below `low_speed_limit` for `low_speed_time`: left for the next repository.
+    Stalled,
     Other,
 }
 
@@ -66,7 +68,9 @@ impl RepositoryError {
             RepositoryError::Status { status, .. } => {
                 *status == 408 || *status == 429 || *status >= 500
             }
-            RepositoryError::Connection { kind, .. } => *kind != FailureKind::Tls,
+            RepositoryError::Connection { kind, .. } => {
+                !matches!(kind, FailureKind::Tls | FailureKind::Stalled)
+            }
             _ => false,
         }
     }
@@ -98,12 +102,16 @@ pub struct Download {
 pub struct Timeouts {
     pub connect: Duration,
     pub read: Duration,
+    /// The longest a small document (a listing, an `app.json`) may take to arrive whole: a
+    /// server that trickles it is left like one that stalls a file.
+    pub document: Duration,
 }
 
 pub struct Repository {
     pub settings: RepositorySettings,
     client: reqwest::Client,
     auth: Authenticator,
+    document_deadline: Duration,
 }
 
 /// How long an idle connection to a repository is kept for the next request.
@@ -168,6 +176,7 @@ impl Repository {
             auth,
             settings,
             client,
+            document_deadline: timeouts.document,
         }))
     }
 
@@ -245,7 +254,7 @@ impl Repository {
     pub async fn fetch_small(&self, rel: &str, limit: usize) -> Result<Bytes, RepositoryError> {
         let url = self.url_for(rel)?;
         let response = self.send(Method::GET, &url, HeaderMap::new(), None).await?;
-        read_limited(&url, response, limit).await
+        read_limited(&url, response, limit, self.document_deadline).await
     }
 
     /// Lists a directory (PROPFIND, depth 1). `rel_dir` ends with `/`.
@@ -283,7 +292,13 @@ impl Repository {
             .get(reqwest::header::DATE)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| httpdate::parse_http_date(v).ok());
-        let body = read_limited(&url, response, listing::MAX_LISTING_BYTES).await?;
+        let body = read_limited(
+            &url,
+            response,
+            listing::MAX_LISTING_BYTES,
+            self.document_deadline,
+        )
+        .await?;
         let entries = listing::parse(&body, url.path())
             .map_err(|reason| RepositoryError::Protocol { url, reason })?;
         Ok((entries, date))
@@ -362,6 +377,7 @@ pub fn build_all(
     let timeouts = Timeouts {
         connect: settings.update.connect_timeout,
         read: settings.update.read_timeout,
+        document: settings.update.low_speed_time,
     };
     settings
         .repositories
@@ -461,6 +477,26 @@ fn parse_content_range(headers: &HeaderMap) -> Option<(u64, Option<u64>)> {
 }
 
 async fn read_limited(
+    url: &Url,
+    response: Response,
+    limit: usize,
+    deadline: Duration,
+) -> Result<Bytes, RepositoryError> {
+    tokio::time::timeout(deadline, read_whole(url, response, limit))
+        .await
+        .unwrap_or_else(|_| {
+            Err(RepositoryError::Connection {
+                url: url.clone(),
+                kind: FailureKind::Stalled,
+                message: format!(
+                    "stalled: the document did not arrive whole within {} (low_speed_time)",
+                    humantime::format_duration(deadline)
+                ),
+            })
+        })
+}
+
+async fn read_whole(
     url: &Url,
     mut response: Response,
     limit: usize,

@@ -3,7 +3,10 @@
 //! backoff, then next; a repository failing mid-file -> the next continues at the byte offset;
 //! SHA-256 computed while streaming; never more bytes than the manifest declares; a mismatch
 //! at the end restarts the file once from zero when its bytes came from more than one source
-//! (or partly from an earlier run).
+//! (or partly from an earlier run). A repository that sends slower than `low_speed_limit` for
+//! `low_speed_time` is left for the next one (curl's low-speed limit); only the time spent
+//! waiting for the network counts, never the time the device's own bandwidth limit holds
+//! the transfer back.
 //!
 //! `transfer` never decides what to download or when to activate; it gets a file and a list of
 //! repositories and returns a verified file or the reason each repository failed.
@@ -14,6 +17,7 @@ pub mod retry;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
@@ -95,7 +99,42 @@ pub struct Transfer {
     repositories: Vec<Arc<Repository>>,
     bandwidth: Arc<Bandwidth>,
     policy: RetryPolicy,
+    stall: Stall,
     down: Mutex<HashMap<String, String>>,
+}
+
+/// The low-speed limit: below `bytes_per_sec` for `time` (of network waiting) is a stall.
+/// `bytes_per_sec` 0: never.
+#[derive(Debug, Clone, Copy)]
+pub struct Stall {
+    pub bytes_per_sec: u64,
+    pub time: Duration,
+}
+
+/// Bytes and network time since the window began.
+struct SpeedWindow {
+    waited: Duration,
+    bytes: u64,
+}
+
+impl SpeedWindow {
+    /// Counts one read; `Some(rate)` when a whole window was below the limit.
+    fn read(&mut self, stall: &Stall, waited: Duration, bytes: usize) -> Option<f64> {
+        if stall.bytes_per_sec == 0 {
+            return None;
+        }
+        self.waited += waited;
+        self.bytes += bytes as u64;
+        if self.waited < stall.time {
+            return None;
+        }
+        let rate = self.bytes as f64 / self.waited.as_secs_f64();
+        *self = SpeedWindow {
+            waited: Duration::ZERO,
+            bytes: 0,
+        };
+        (rate < stall.bytes_per_sec as f64).then_some(rate)
+    }
 }
 
 enum Attempt {
@@ -116,11 +155,13 @@ impl Transfer {
         repositories: Vec<Arc<Repository>>,
         bandwidth: Arc<Bandwidth>,
         policy: RetryPolicy,
+        stall: Stall,
     ) -> Transfer {
         Transfer {
             repositories,
             bandwidth,
             policy,
+            stall,
             down: Mutex::new(HashMap::new()),
         }
     }
@@ -240,6 +281,7 @@ impl Transfer {
             };
             failures = if pipe.len() > before { 1 } else { failures + 1 };
             let Some(pause) = self.policy.next_pause(failures, &error) else {
+                // Unreachable or too slow: the files after this one need not find out again.
                 if matches!(error, RepositoryError::Connection { .. }) {
                     self.mark_down(repo.name(), &error);
                 }
@@ -296,7 +338,26 @@ impl Transfer {
             observer.progress(job, -(offset as i64));
         }
         let mut meter = Meter::default();
-        while let Some(chunk) = repository::next_chunk(&mut download).await? {
+        let mut window = SpeedWindow {
+            waited: Duration::ZERO,
+            bytes: 0,
+        };
+        loop {
+            let asked = Instant::now();
+            let Some(chunk) = repository::next_chunk(&mut download).await? else {
+                break;
+            };
+            if let Some(rate) = window.read(&self.stall, asked.elapsed(), chunk.len()) {
+                return Err(Attempt::Repo(RepositoryError::Connection {
+                    url: download.url,
+                    kind: repository::FailureKind::Stalled,
+                    message: format!(
+                        "stalled: {rate:.0} bytes/s for {}, below low_speed_limit ({}/s)",
+                        humantime::format_duration(self.stall.time),
+                        crate::report::human_bytes(self.stall.bytes_per_sec)
+                    ),
+                }));
+            }
             let room = size - pipe.len();
             let overflow = chunk.len() as u64 > room;
             let chunk = if overflow {

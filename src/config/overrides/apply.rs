@@ -84,6 +84,9 @@ fn set_update(
             };
             *slot = Some(at(value, origin));
         }
+        Kind::Text if name == "low_speed_limit" => {
+            u.low_speed_limit = Some(at(RawLimit::Text(text.to_string()), origin));
+        }
         Kind::Text if name == "bandwidth_limit" => {
             u.bandwidth_limit = Some(at(RawLimit::Text(text.to_string()), origin));
         }
@@ -95,6 +98,7 @@ fn set_update(
                 "reminder_interval" => &mut u.reminder_interval,
                 "connect_timeout" => &mut u.connect_timeout,
                 "read_timeout" => &mut u.read_timeout,
+                "low_speed_time" => &mut u.low_speed_time,
                 _ => &mut u.retry_backoff,
             };
             *slot = Some(at(text.to_string(), origin));
