@@ -13,6 +13,7 @@ pub mod control;
 pub mod daemon;
 pub mod durable;
 pub mod failpoint;
+pub mod fuzz;
 pub mod idf;
 pub mod manifest;
 pub mod repo_server;

@@ -23,7 +23,7 @@ mod apps;
 pub mod commands;
 pub mod documents;
 mod events;
-mod journal;
+pub mod journal;
 mod recover;
 
 pub use commands::{MAX_QUEUED, MAX_QUEUED_BYTES, Queued, QueuedCommand, QueuedUpdate};

@@ -346,19 +346,8 @@ impl Channel {
         while let Some(frame) = ws.next().await {
             match frame.map_err(|e| connect::classify_ws(&e))? {
                 Message::Text(text) => {
-                    let value: Option<Value> = serde_json::from_str(&text).ok();
-                    if let Some(ack) = value.as_ref().and_then(|v| v.get("hello_ack")) {
-                        let time = ack
-                            .get("time")
-                            .and_then(Value::as_str)
-                            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-                            .map(|t| t.with_timezone(&Utc));
-                        return match time {
-                            Some(t) => Ok(Some(t)),
-                            None => Err(ConnectError::Protocol(format!(
-                                "hello_ack without an RFC 3339 `time`: {ack}"
-                            ))),
-                        };
+                    if let Some(ack) = read_hello_ack(&text) {
+                        return ack.map(Some).map_err(ConnectError::Protocol);
                     }
                     self.answer(ws, text.as_bytes()).await?;
                 }
@@ -443,6 +432,25 @@ impl Channel {
             last_failure_at: Some(now_text()),
         });
     }
+}
+
+/// A frame read while waiting for `hello_ack`: `None` when it is no `hello_ack` (then it is a
+/// command), else its time or why it is unusable.
+pub fn read_hello_ack(text: &str) -> Option<Result<DateTime<Utc>, String>> {
+    let value: Value = serde_json::from_str(text).ok()?;
+    let ack = value.get("hello_ack")?;
+    let time = ack
+        .get("time")
+        .and_then(Value::as_str)
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.with_timezone(&Utc));
+    Some(time.ok_or_else(|| {
+        let shown = crate::report::clean(&ack.to_string())
+            .chars()
+            .take(200)
+            .collect::<String>();
+        format!("hello_ack without an RFC 3339 `time`: {shown}")
+    }))
 }
 
 async fn send(ws: &mut Ws, value: &Value) -> Result<(), ConnectError> {

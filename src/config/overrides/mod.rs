@@ -138,7 +138,8 @@ impl Overrides {
     }
 }
 
-fn parse(bytes: &[u8]) -> Result<Overrides, String> {
+/// `settings.json` as bytes (also the fuzzer's entry).
+pub fn parse(bytes: &[u8]) -> Result<Overrides, String> {
     let overrides: Overrides = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
     if overrides.format > FORMAT {
         return Err(format!(

@@ -33,6 +33,18 @@ const MAX_BYTES: u64 = 1 << 50;
 /// How much of a bad value a notice quotes.
 const QUOTE: usize = 200;
 
+/// Reads journal bytes as a reader without the lock would (nothing written; stored documents
+/// looked for under `state_dir`): the fuzzer's entry.
+pub fn parse(bytes: &[u8], state_dir: &Path) -> Result<State, String> {
+    Reader {
+        state_dir,
+        write: false,
+        now: Utc::now(),
+    }
+    .load(bytes)
+    .map(|loaded| loaded.state)
+}
+
 /// What reading gave: the state, whether it differs from the file (then it is written back),
 /// and the apps whose records were set aside (to be rebuilt from disk).
 pub(super) struct Loaded {
