@@ -24,7 +24,11 @@ pub fn hit(name: &str) {
 #[inline(always)]
 pub fn hit(_name: &str) {}
 
-/// Every crash point, for the tests that visit them all.
+/// The crash points of a replacement (new content swapped in under the active version's own
+/// name), which an ordinary update never reaches; `tests/hostile.rs` visits them.
+pub const REPLACE_POINTS: &[&str] = &["replace.before_exchange", "replace.after_exchange"];
+
+/// Every crash point of an ordinary update, for the tests that visit them all.
 pub const POINTS: &[&str] = &[
     "part.synced",
     "write_atomic.before_rename",

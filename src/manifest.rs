@@ -95,6 +95,24 @@ impl Manifest {
         Ok(())
     }
 
+    /// Whether two manifests describe the same bytes (the order of the files and the JSON's
+    /// formatting aside): what makes a version on disk the one a plan wants.
+    pub fn same_content(&self, other: &Manifest) -> bool {
+        let files = |m: &Manifest| {
+            let mut f: Vec<(String, u64, String)> = m
+                .files
+                .iter()
+                .map(|f| (f.path.clone(), f.size, f.sha256.to_ascii_lowercase()))
+                .collect();
+            f.sort();
+            f
+        };
+        self.name == other.name
+            && self.version == other.version
+            && self.reboot == other.reboot
+            && files(self) == files(other)
+    }
+
     pub fn total_bytes(&self) -> u64 {
         self.files.iter().map(|f| f.size).sum()
     }

@@ -522,3 +522,136 @@ fn the_running_command_can_be_cancelled_until_its_installation_starts() {
     );
     daemon2.wait_for_app(APP, "installed");
 }
+
+/// Two repositories with different bytes under the same version `1.0`: what a compromised or
+/// misconfigured mirror serves, and what the IDF pins.
+fn two_contents() -> (Repo, Repo, Vec<u8>, Vec<u8>, String) {
+    let mirror = Repo::start();
+    let central = Repo::start();
+    let evil = b"what the compromised mirror serves".repeat(100);
+    let good = b"what the IDF pins".repeat(200);
+    let name = lifecycle_common::payload_name(APP);
+    support::write_app(mirror.root(), APP, "1.0", &[(&name, evil.clone())], false);
+    let pinned = support::write_app(central.root(), APP, "1.0", &[(&name, good.clone())], false);
+    (mirror, central, evil, good, pinned.app_json_sha256)
+}
+
+fn device_for(mirror: &Repo, central: &Repo, update: &str) -> transfer_common::Device {
+    transfer_common::Device::with_update(
+        &[
+            transfer_common::RepoConf::new("mirror", &mirror.apache.url(), 200),
+            transfer_common::RepoConf::new("central", &central.apache.url(), 100),
+        ],
+        update,
+    )
+}
+
+fn pinned_update(device: &transfer_common::Device, pin: &str) -> support::RunOutput {
+    let idf = device.write_idf(&[(APP, "1.0", Some(pin))]);
+    device.run(&["update", "--idf", &transfer_common::path_str(&idf)])
+}
+
+#[test]
+fn a_pinned_app_json_replaces_other_content_under_the_same_version() {
+    let (mirror, central, evil, good, pin) = two_contents();
+    let device = device_for(&mirror, &central, "");
+    // Unpinned first: the mirror's bytes are installed as 1.0.
+    update(&device, &[(APP, "1.0")], &[]).assert_success();
+    assert_installed(&device, APP, "1.0", &evil);
+
+    // Now the IDF pins central's app.json: the same version name must not count as in place.
+    let out = pinned_update(&device, &pin);
+    out.assert_success();
+    assert_installed(&device, APP, "1.0", &good);
+    assert_eq!(version_dirs(&device, APP), ["1.0"]);
+    assert!(
+        !device.state_dir().join("staging").join(APP).exists(),
+        "the replaced content is not cleaned up"
+    );
+    // And it stays: the next update with the same pin changes nothing.
+    let again = pinned_update(&device, &pin);
+    again.assert_success();
+    assert!(
+        again.stderr.contains("Update not necessary"),
+        "{}",
+        again.stderr
+    );
+    assert_installed(&device, APP, "1.0", &good);
+}
+
+#[test]
+fn a_failed_hook_puts_the_replaced_content_back() {
+    let (mirror, central, evil, good, pin) = two_contents();
+    let scripts = lifecycle_common::Scripts::new();
+    let hook = scripts.write(
+        "hook",
+        "grep -q 'what the IDF pins' \"$APP_DIR/chromium.bin\" && exit 7; exit 0",
+    );
+    let device = device_for(
+        &mirror,
+        &central,
+        &lifecycle_common::hook_config(&hook, "30s"),
+    );
+    update(&device, &[(APP, "1.0")], &[]).assert_success();
+    assert_installed(&device, APP, "1.0", &evil);
+    pinned_update(&device, &pin).assert_code(1);
+    // Still the old content, complete, under `current`.
+    let bytes = fs::read(
+        device
+            .state_dir()
+            .join("apps")
+            .join(APP)
+            .join("1.0")
+            .join("chromium.bin"),
+    )
+    .unwrap();
+    assert_eq!(bytes, evil);
+    assert_eq!(current(&device, APP).as_deref(), Some("1.0"));
+    let entry = lifecycle_common::app_entry(&status(&device), APP).unwrap();
+    assert_eq!(entry["state"], "activation-failed", "{entry:#}");
+    // Once the hook agrees, the next Update swaps it in.
+    scripts.write("hook", "exit 0");
+    pinned_update(&device, &pin).assert_success();
+    assert_installed(&device, APP, "1.0", &good);
+}
+
+#[test]
+fn a_crash_around_the_swap_leaves_one_content_or_the_other() {
+    let (mirror, central, evil, good, pin) = two_contents();
+    let points = igel_update_agent::failpoint::REPLACE_POINTS
+        .iter()
+        .chain(&["activate.after_swap"]);
+    for point in points {
+        let device = device_for(&mirror, &central, "");
+        update(&device, &[(APP, "1.0")], &[]).assert_success();
+        let idf = device.write_idf(&[(APP, "1.0", Some(&pin))]);
+        let out = support::Agent::new(device.root().join("agent.toml"), device.state_dir())
+            .env("IGEL_UPDATE_AGENT_CRASH_AT", point)
+            .run(
+                &["update", "--idf", &transfer_common::path_str(&idf)],
+                std::time::Duration::from_secs(60),
+            );
+        assert!(
+            out.stderr.contains("crash point"),
+            "{point}: {}",
+            out.stderr
+        );
+        let live = fs::read(
+            device
+                .state_dir()
+                .join("apps")
+                .join(APP)
+                .join("1.0")
+                .join("chromium.bin"),
+        )
+        .unwrap();
+        assert!(
+            live == evil || live == good,
+            "{point}: neither content is whole"
+        );
+        assert_eq!(current(&device, APP).as_deref(), Some("1.0"), "{point}");
+        // The next run converges on the pinned content.
+        pinned_update(&device, &pin).assert_success();
+        assert_installed(&device, APP, "1.0", &good);
+    }
+}

@@ -63,6 +63,9 @@ impl Agent {
             return Err(format!("{app}: no such app"));
         };
         let version = record.version.clone();
+        // New content under the active version's own name (a pin that differs from what an
+        // earlier delivery brought): swapped in whole, the old content kept for a rollback.
+        let replacing = self.store.pending_replacement(app, &version);
         if !self.store.is_complete(app, &version) {
             let reason = format!("version {version} is not complete on disk");
             self.transition(app, Event::ActivationFailed, Some(reason.clone()))
@@ -77,20 +80,33 @@ impl Agent {
                 if let Some(r) = s.app_mut(app) {
                     r.activating = Some(Activation {
                         previous: current.clone(),
+                        replacing: replacing.clone(),
                     });
                 }
             })
             .map_err(store_err)?;
         tracing::info!(app = %app, version = %version,
             "{app} {version}: activating (previous: {})", previous.as_deref().unwrap_or("none"));
-        self.store
-            .point_current(app, Some(&version))
-            .map_err(store_err)?;
+        if replacing.is_some() {
+            self.store
+                .exchange_replacement(app, &version)
+                .map_err(store_err)?;
+        } else {
+            self.store
+                .point_current(app, Some(&version))
+                .map_err(store_err)?;
+        }
         crate::failpoint::hit("activate.after_swap");
         if let Err(reason) = self.run_hook(app, &version, previous.as_deref()).await {
-            self.store
-                .point_current(app, current.as_deref())
-                .map_err(store_err)?;
+            if replacing.is_some() {
+                self.store
+                    .exchange_replacement(app, &version)
+                    .map_err(store_err)?;
+            } else {
+                self.store
+                    .point_current(app, current.as_deref())
+                    .map_err(store_err)?;
+            }
             self.store
                 .update(|s| {
                     if let Some(r) = s.app_mut(app) {
@@ -116,6 +132,12 @@ impl Agent {
             .map_err(store_err)?;
         self.transition(app, Event::Activated, None)
             .map_err(store_err)?;
+        if replacing.is_some() {
+            // The old content, now in staging.
+            if let Err(e) = self.store.remove_staged_copy(app, &version) {
+                tracing::warn!(app = %app, "{app} {version}: cannot remove the replaced content: {e}");
+            }
+        }
         self.remove_old_versions(app, &version);
         Ok(self.wants_reboot(app, &version))
     }
@@ -231,13 +253,38 @@ impl Agent {
             tracing::warn!(app = %record.name, version = %record.version,
                 "{} {}: an activation was interrupted; going back to {}", record.name, record.version,
                 activation.previous.as_deref().unwrap_or("no active version"));
-            self.store
-                .point_current(&record.name, activation.previous.as_deref())?;
+            match &activation.replacing {
+                Some(new) => {
+                    let live = self.store.version_dir(&record.name, &record.version);
+                    if self.store.app_json_sha256(&live).as_ref() == Some(new) {
+                        self.store
+                            .exchange_replacement(&record.name, &record.version)?;
+                    }
+                }
+                None => self
+                    .store
+                    .point_current(&record.name, activation.previous.as_deref())?,
+            }
             self.store.update(|s| {
                 if let Some(r) = s.app_mut(&record.name) {
                     r.activating = None;
                 }
             })?;
+        }
+        // The old content of a replacement whose activation completed but whose clean-up a
+        // crash cut short.
+        for record in self.store.snapshot().apps {
+            if record.state == AppState::Installed
+                && record.activating.is_none()
+                && self
+                    .store
+                    .staging_dir(&record.name, &record.version)
+                    .join("app.json")
+                    .exists()
+            {
+                self.store
+                    .remove_staged_copy(&record.name, &record.version)?;
+            }
         }
         Ok(())
     }

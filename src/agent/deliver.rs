@@ -49,11 +49,7 @@ impl Agent {
         };
         self.record_planned(planned, &outcome.failed)?;
         let (to_fetch, unchanged): (Vec<&PlannedApp>, Vec<&PlannedApp>) =
-            planned.iter().partition(|p| {
-                !self
-                    .store
-                    .is_complete(&p.manifest.name, &p.manifest.version)
-            });
+            planned.iter().partition(|p| !self.in_store(p));
         for p in planned {
             let (name, version) = (&p.manifest.name, &p.manifest.version);
             for old in self.store.remove_superseded_staging(name, Some(version))? {
@@ -123,13 +119,7 @@ impl Agent {
         planned: &[PlannedApp],
         failed: &[(String, String)],
     ) -> Result<(), StoreError> {
-        let complete: Vec<bool> = planned
-            .iter()
-            .map(|p| {
-                self.store
-                    .is_complete(&p.manifest.name, &p.manifest.version)
-            })
-            .collect();
+        let complete: Vec<bool> = planned.iter().map(|p| self.in_store(p)).collect();
         self.store.update(|state| {
             for (p, complete) in planned.iter().zip(complete) {
                 let (name, version) = (&p.manifest.name, &p.manifest.version);
@@ -170,6 +160,13 @@ impl Agent {
                 tracing::error!(app = %name, state = "download-failed", "{name}: {reason}");
             }
         })
+    }
+
+    /// The planned content is on disk: as the version of that name, or staged to replace the
+    /// active version of that name. A version of the same name with other content (another
+    /// repository's, or from before an IDF pinned its app.json) is not.
+    fn in_store(&self, p: &PlannedApp) -> bool {
+        self.store.holds(&p.manifest) || self.store.staged_replacement(&p.manifest)
     }
 
     /// Refuses to start when the state directory cannot hold what is still missing.

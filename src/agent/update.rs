@@ -190,7 +190,7 @@ impl Agent {
                 state.apps.iter().any(|a| {
                     &a.name == name && a.state == AppState::Installed && &a.version == version
                 }) && self.store.current_version(name).as_ref() == Some(version)
-                    && self.store.is_complete(name, version)
+                    && self.store.holds(&p.manifest)
             })
     }
 

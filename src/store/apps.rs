@@ -194,7 +194,7 @@ fn repair_current(link: &Path) -> Result<(), StoreError> {
 }
 
 /// Renames `path` to `.removing-<name>` beside it (one atomic step), then deletes it.
-fn remove_dir_safely(path: &Path) -> Result<(), StoreError> {
+pub(super) fn remove_dir_safely(path: &Path) -> Result<(), StoreError> {
     let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
         return Ok(());
     };

@@ -126,6 +126,10 @@ pub struct AppRecord {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Activation {
     pub previous: Option<String>,
+    /// Set when the activation swaps new content in under the active version's own name: the
+    /// SHA-256 of the new `app.json`, to tell after a crash whether the swap happened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replacing: Option<String>,
 }
 
 impl AppRecord {
@@ -351,6 +355,96 @@ impl Store {
             && std::fs::symlink_metadata(dir.join("app.json")).is_ok_and(|m| m.is_file())
     }
 
+    /// Whether `apps/<app>/<version>` is complete and holds what `manifest` describes (a
+    /// version of the same name from another repository, or from before a pin, does not).
+    pub fn holds(&self, manifest: &Manifest) -> bool {
+        self.is_complete(&manifest.name, &manifest.version)
+            && self
+                .stored_manifest(&self.version_dir(&manifest.name, &manifest.version))
+                .is_some_and(|m| m.same_content(manifest))
+    }
+
+    fn stored_manifest(&self, dir: &Path) -> Option<Manifest> {
+        let bytes = crate::durable::read_regular(
+            &dir.join("app.json"),
+            crate::manifest::MAX_MANIFEST_BYTES as u64,
+        )
+        .ok()?;
+        Manifest::parse(&bytes).ok()
+    }
+
+    /// A complete copy of `manifest`'s version staged to replace the active version of the
+    /// same name (see [`Store::commit_version`]).
+    pub fn staged_replacement(&self, manifest: &Manifest) -> bool {
+        self.stored_manifest(&self.staging_dir(&manifest.name, &manifest.version))
+            .is_some_and(|m| m.same_content(manifest))
+    }
+
+    /// The staged replacement of the active `version` of `app`, if there is one: the SHA-256
+    /// of its `app.json`.
+    pub fn pending_replacement(&self, app: &str, version: &str) -> Option<String> {
+        if self.current_version(app).as_deref() != Some(version) || !self.is_complete(app, version)
+        {
+            return None;
+        }
+        let staged = self.staging_dir(app, version);
+        let staged_manifest = self.stored_manifest(&staged)?;
+        let live = self.stored_manifest(&self.version_dir(app, version))?;
+        if live.same_content(&staged_manifest) {
+            return None;
+        }
+        self.app_json_sha256(&staged)
+    }
+
+    /// SHA-256 of the `app.json` in `dir`.
+    pub fn app_json_sha256(&self, dir: &Path) -> Option<String> {
+        crate::durable::read_regular(
+            &dir.join("app.json"),
+            crate::manifest::MAX_MANIFEST_BYTES as u64,
+        )
+        .ok()
+        .map(|b| crate::manifest::sha256_hex(&b))
+    }
+
+    /// Swaps the staged replacement of `app` `version` with the active directory of that
+    /// name, in one step (`renameat2` with `RENAME_EXCHANGE`): `current` keeps pointing at
+    /// `version` and finds the other content. Swapping again undoes it.
+    pub fn exchange_replacement(&self, app: &str, version: &str) -> Result<(), StoreError> {
+        let (staged, live) = (
+            self.staging_dir(app, version),
+            self.version_dir(app, version),
+        );
+        crate::failpoint::hit("replace.before_exchange");
+        nix::fcntl::renameat2(
+            nix::fcntl::AT_FDCWD,
+            &staged,
+            nix::fcntl::AT_FDCWD,
+            &live,
+            nix::fcntl::RenameFlags::RENAME_EXCHANGE,
+        )
+        .map_err(|e| StoreError::Io {
+            path: live.clone(),
+            source: std::io::Error::other(format!(
+                "cannot swap in the new content of the same version: {e}"
+            )),
+        })?;
+        crate::failpoint::hit("replace.after_exchange");
+        for dir in [staged.parent(), live.parent()].into_iter().flatten() {
+            sync_dir(dir)?;
+        }
+        Ok(())
+    }
+
+    /// Removes `staging/<app>/<version>` (a replacement's old content after the swap, or a
+    /// leftover of one).
+    pub fn remove_staged_copy(&self, app: &str, version: &str) -> Result<(), StoreError> {
+        apps::remove_dir_safely(&self.staging_dir(app, version))?;
+        if let Some(parent) = self.staging_dir(app, version).parent() {
+            let _ = std::fs::remove_dir(parent);
+        }
+        Ok(())
+    }
+
     /// Bytes free for downloads in the state directory.
     pub fn available_bytes(&self) -> Result<u64, StoreError> {
         let stat = nix::sys::statvfs::statvfs(&self.state_dir).map_err(|e| StoreError::Io {
@@ -388,12 +482,18 @@ impl Store {
         let target = self.version_dir(&manifest.name, &manifest.version);
         let app_dir = self.apps_dir.join(&manifest.name);
         std::fs::create_dir_all(&app_dir).map_err(io_error(&app_dir))?;
-        if target.join("app.json").is_file() {
+        let active = self.current_version(&manifest.name).as_deref() == Some(&manifest.version);
+        if self.holds(manifest) {
             std::fs::remove_dir_all(&staging).map_err(io_error(&staging))?;
+        } else if active && self.is_complete(&manifest.name, &manifest.version) {
+            // Another content under the name of the active version: it stays staged, complete,
+            // and the activation swaps it in (the active one keeps running until then).
+            sync_dir(&staging)?;
+            return Ok(staging);
         } else {
-            if target.exists() {
-                // Left by something other than this agent: it is not a complete version.
-                std::fs::remove_dir_all(&target).map_err(io_error(&target))?;
+            if std::fs::symlink_metadata(&target).is_ok() {
+                // Not a version, or another content under this name that is not active.
+                apps::remove_dir_safely(&target)?;
             }
             crate::failpoint::hit("commit.before_rename");
             std::fs::rename(&staging, &target).map_err(|source| match source.raw_os_error() {
