@@ -374,10 +374,15 @@ impl Store {
     }
 
     /// A complete copy of `manifest`'s version staged to replace the active version of the
-    /// same name (see [`Store::commit_version`]).
+    /// same name (see [`Store::commit_version`]). A staged copy of a version that is not the
+    /// active one is a commit a crash interrupted, not a replacement.
     pub fn staged_replacement(&self, manifest: &Manifest) -> bool {
-        self.stored_manifest(&self.staging_dir(&manifest.name, &manifest.version))
-            .is_some_and(|m| m.same_content(manifest))
+        let (app, version) = (&manifest.name, &manifest.version);
+        self.current_version(app).as_deref() == Some(version.as_str())
+            && self.is_complete(app, version)
+            && self
+                .stored_manifest(&self.staging_dir(app, version))
+                .is_some_and(|m| m.same_content(manifest))
     }
 
     /// The staged replacement of the active `version` of `app`, if there is one: the SHA-256
