@@ -66,6 +66,13 @@ impl Agent {
                 .any(|a| &a.name == name && a.state.awaits_transfer());
             if fresh {
                 self.transition(name, Event::Staged { at_boot }, None)?;
+            } else {
+                // In place: an error of an earlier, failed attempt no longer applies.
+                self.store.update(|s| {
+                    if let Some(r) = s.app_mut(name) {
+                        r.error = None;
+                    }
+                })?;
             }
             outcome.unchanged.push(name.clone());
         }

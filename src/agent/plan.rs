@@ -69,7 +69,15 @@ pub async fn resolve_version(
                     None => reasons.push(format!("{}: lists no version", repo.name())),
                 }
             }
-            Err(e) => reasons.push(format!("{}: {e}", repo.name())),
+            Err(e) => {
+                // A higher-priority mirror that answers nonsense is worth knowing about even
+                // when the next one resolves `latest`.
+                if !e.is_not_found() {
+                    tracing::warn!(app = %app.name, repository = repo.name(),
+                        "{}: cannot list {dir} on {}: {}", app.name, repo.name(), crate::report::clean(&e.to_string()));
+                }
+                reasons.push(format!("{}: {e}", repo.name()));
+            }
         }
     }
     Err(PlanError {
@@ -112,13 +120,15 @@ pub async fn fetch_manifest(
         let manifest = match Manifest::parse(&bytes) {
             Ok(m) => m,
             Err(e) => {
-                reasons.push(format!("{}: {path}: {e}", repo.name()));
+                let url = repo.url_for(&path).map_or(path.clone(), |u| u.to_string());
+                reasons.push(format!("{}: {url}: {e}", repo.name()));
                 continue;
             }
         };
         if manifest.name != app.name || manifest.version != app.version {
+            let url = repo.url_for(&path).map_or(path.clone(), |u| u.to_string());
             reasons.push(format!(
-                "{}: {path} describes {} {}, not {} {}",
+                "{}: {url} describes {} {}, not {} {}",
                 repo.name(),
                 manifest.name,
                 manifest.version,

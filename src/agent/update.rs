@@ -60,6 +60,12 @@ impl Agent {
         if failed.is_empty() && !options.force && self.in_place(&digest, &planned) {
             tracing::info!("{NOT_NECESSARY}: the IDF has not changed and every app is in place");
             self.set_status(NOT_NECESSARY.to_string())?;
+            // What an earlier failed attempt said of these apps no longer applies.
+            self.store.update(|s| {
+                for a in s.apps.iter_mut() {
+                    a.error = None;
+                }
+            })?;
             return Ok(Outcome {
                 unchanged: planned.iter().map(|p| p.manifest.name.clone()).collect(),
                 status: NOT_NECESSARY.to_string(),

@@ -147,13 +147,21 @@ fn reject(id: Option<&str>, error: impl Into<String>) -> Rejection {
     }
 }
 
+/// The arguments of command `name`; an error names the argument's path (`inform_user.timeout_s`).
 fn args<T: serde::de::DeserializeOwned>(
     id: &str,
     name: &str,
     rest: Map<String, Value>,
 ) -> Result<T, Rejection> {
-    serde_json::from_value(Value::Object(rest))
-        .map_err(|e| reject(Some(id), format!("{name}: {e}")))
+    serde_path_to_error::deserialize(Value::Object(rest)).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path.is_empty() || path == "." {
+            reject(Some(id), format!("{name}: {inner}"))
+        } else {
+            reject(Some(id), format!("{name}: `{path}`: {inner}"))
+        }
+    })
 }
 
 /// Parses one request line. `now` decides whether an `at` lies in the past.
@@ -252,7 +260,12 @@ pub fn parse(line: &[u8], now: DateTime<Utc>) -> Result<Request, Rejection> {
             Command::Settings(settings)
         }
         "status" => {
-            let _: Map<String, Value> = object;
+            if let Some(key) = object.keys().next() {
+                return Err(reject(
+                    Some(&id),
+                    format!("status: unknown argument `{key}` (status takes none)"),
+                ));
+            }
             Command::Status
         }
         "cancel" => {
