@@ -655,3 +655,25 @@ fn a_crash_around_the_swap_leaves_one_content_or_the_other() {
         assert_installed(&device, APP, "1.0", &good);
     }
 }
+
+#[test]
+fn an_idf_url_that_fails_is_reported_as_a_failure() {
+    let repo = Repo::start();
+    repo.add(APP, "1.0", false);
+    // Plain http for the IDF only with allow_insecure (a test set-up).
+    let device = daemon_common::Device::new(&repo, "\n[ums]\nallow_insecure = true\n");
+    let daemon = device.start();
+    let missing = format!("{}nope.json", repo.apache.url());
+    let out = device.agent().run(
+        &["update", "--idf", &missing, "--wait"],
+        daemon_common::JOB_TIMEOUT,
+    );
+    out.assert_code(1);
+    assert!(out.stderr.contains("Update failed"), "{}", out.stderr);
+    let status = daemon.status();
+    let text = status["update_status"].as_str().unwrap_or_default();
+    assert!(
+        text.starts_with("Update failed: IDF") && text.contains("404"),
+        "{status:#}"
+    );
+}

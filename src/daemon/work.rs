@@ -95,8 +95,14 @@ impl Daemon {
                 queue::finish(&self.store, id)
             }
             Err(reason) => {
-                let reason = crate::report::clean(&reason);
+                let reason = crate::report::clean(&reason).into_owned();
                 tracing::error!(command_id = %id, "command {id}: {reason}");
+                // A command that failed before the agent could say so (an IDF URL that does not
+                // answer, an unreadable stored IDF) must not leave an older outcome standing.
+                let status = format!("Update failed: {reason}");
+                if let Err(e) = self.store.update(|s| s.update_status = Some(status)) {
+                    tracing::error!(command_id = %id, "command {id}: cannot record the failure: {e}");
+                }
                 queue::finish(&self.store, id)
             }
         };
