@@ -677,3 +677,48 @@ fn an_idf_url_that_fails_is_reported_as_a_failure() {
         "{status:#}"
     );
 }
+
+#[test]
+fn a_staged_replacement_the_plan_no_longer_wants_is_never_swapped_in() {
+    let (mirror, central, evil, _good, pin) = two_contents();
+    let device = device_for(&mirror, &central, "");
+    update(&device, &[(APP, "1.0")], &[]).assert_success();
+    assert_installed(&device, APP, "1.0", &evil);
+    // A delivery pins central's content: staged beside the active one, not activated.
+    let idf = device.write_idf(&[(APP, "1.0", Some(&pin))]);
+    device
+        .run(&["delivery", "--idf", &transfer_common::path_str(&idf)])
+        .assert_success();
+    assert!(
+        device
+            .state_dir()
+            .join("staging")
+            .join(APP)
+            .join("1.0")
+            .join("app.json")
+            .exists()
+    );
+    // Then the wanted state goes back to the mirror's content: what was staged is dropped,
+    // and neither the next update nor a boot swaps it in.
+    let mirror_pin =
+        sha256_hex(&fs::read(mirror.root().join(APP).join("1.0").join("app.json")).unwrap());
+    let back = device.write_idf(&[(APP, "1.0", Some(&mirror_pin))]);
+    device
+        .run(&[
+            "update",
+            "--idf",
+            &transfer_common::path_str(&back),
+            "--force",
+        ])
+        .assert_success();
+    activate_at_boot(&device).assert_success();
+    assert_installed(&device, APP, "1.0", &evil);
+    assert!(
+        !device
+            .state_dir()
+            .join("staging")
+            .join(APP)
+            .join("1.0")
+            .exists()
+    );
+}

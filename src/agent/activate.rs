@@ -65,7 +65,9 @@ impl Agent {
         let version = record.version.clone();
         // New content under the active version's own name (a pin that differs from what an
         // earlier delivery brought): swapped in whole, the old content kept for a rollback.
-        let replacing = self.store.pending_replacement(app, &version);
+        let replacing =
+            self.store
+                .pending_replacement(app, &version, record.wanted_app_json.as_deref());
         if !self.store.is_complete(app, &version) {
             let reason = format!("version {version} is not complete on disk");
             self.transition(app, Event::ActivationFailed, Some(reason.clone()))
@@ -87,14 +89,25 @@ impl Agent {
             .map_err(store_err)?;
         tracing::info!(app = %app, version = %version,
             "{app} {version}: activating (previous: {})", previous.as_deref().unwrap_or("none"));
-        if replacing.is_some() {
-            self.store
-                .exchange_replacement(app, &version)
-                .map_err(store_err)?;
+        let swapped = if replacing.is_some() {
+            self.store.exchange_replacement(app, &version)
         } else {
+            self.store.point_current(app, Some(&version))
+        };
+        if let Err(e) = swapped {
+            // Nothing moved (a filesystem without RENAME_EXCHANGE, a full disk): say so once,
+            // never leave the activation half-recorded.
+            let reason = e.to_string();
             self.store
-                .point_current(app, Some(&version))
+                .update(|s| {
+                    if let Some(r) = s.app_mut(app) {
+                        r.activating = None;
+                    }
+                })
                 .map_err(store_err)?;
+            self.transition(app, Event::ActivationFailed, Some(reason.clone()))
+                .map_err(store_err)?;
+            return Err(reason);
         }
         crate::failpoint::hit("activate.after_swap");
         if let Err(reason) = self.run_hook(app, &version, previous.as_deref()).await {
@@ -119,6 +132,8 @@ impl Agent {
             return Err(reason);
         }
         crate::failpoint::hit("activate.after_hook");
+        // One journal write: "no activation under way" and "installed" together, so a crash
+        // cannot leave a completed swap that looks undone.
         self.store
             .update(|s| {
                 if let Some(r) = s.app_mut(app) {
@@ -127,11 +142,17 @@ impl Agent {
                     if previous.is_some() {
                         r.previous_version = previous.clone();
                     }
+                    match r.state.on(Event::Activated) {
+                        Ok(next) => {
+                            r.state = next;
+                            r.error = None;
+                        }
+                        Err(e) => tracing::warn!(app = %app, "{app} {version}: {e}"),
+                    }
                 }
             })
             .map_err(store_err)?;
-        self.transition(app, Event::Activated, None)
-            .map_err(store_err)?;
+        tracing::info!(app = %app, version = %version, state = "installed", "{app} {version}: installed");
         if replacing.is_some() {
             // The old content, now in staging.
             if let Err(e) = self.store.remove_staged_copy(app, &version) {

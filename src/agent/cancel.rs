@@ -7,11 +7,15 @@
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 /// Shared by the daemon (which asks) and the agent (which stops).
 #[derive(Debug, Default)]
 pub struct Cancel {
+    /// The id of the command that runs: a cancel names it, so a cancel meant for a command
+    /// that just ended never stops the next one.
+    armed: Mutex<Option<String>>,
     requested: AtomicBool,
     installing: AtomicBool,
     notify: Notify,
@@ -19,20 +23,36 @@ pub struct Cancel {
 
 /// Why a cancel was refused.
 #[derive(Debug, thiserror::Error)]
-#[error("the installation has started and runs to its end; it cannot be cancelled")]
-pub struct TooLate;
+pub enum Refused {
+    #[error("the installation has started and runs to its end; it cannot be cancelled")]
+    TooLate,
+    /// The target is not the command that runs now.
+    #[error("not running")]
+    NotRunning,
+}
 
 impl Cancel {
-    /// A new command starts: nothing is requested yet.
-    pub fn arm(&self) {
+    /// Command `id` starts: nothing is requested yet.
+    pub fn arm(&self, id: &str) {
+        let mut armed = self.armed.lock();
         self.installing.store(false, Ordering::SeqCst);
         self.requested.store(false, Ordering::SeqCst);
+        *armed = Some(id.to_string());
     }
 
-    /// Asks the running command to stop.
-    pub fn request(&self) -> Result<(), TooLate> {
+    /// The command ended.
+    pub fn disarm(&self) {
+        *self.armed.lock() = None;
+    }
+
+    /// Asks command `target` to stop, if it is the one that runs.
+    pub fn request(&self, target: &str) -> Result<(), Refused> {
+        let armed = self.armed.lock();
+        if armed.as_deref() != Some(target) {
+            return Err(Refused::NotRunning);
+        }
         if self.installing.load(Ordering::SeqCst) {
-            return Err(TooLate);
+            return Err(Refused::TooLate);
         }
         self.requested.store(true, Ordering::SeqCst);
         self.notify.notify_waiters();
@@ -45,7 +65,7 @@ impl Cancel {
         !self.requested.load(Ordering::SeqCst)
     }
 
-    fn is_requested(&self) -> bool {
+    pub(super) fn is_requested(&self) -> bool {
         self.requested.load(Ordering::SeqCst)
     }
 

@@ -67,7 +67,17 @@ impl Agent {
             if fresh {
                 self.transition(name, Event::Staged { at_boot }, None)?;
             } else {
-                // In place: an error of an earlier, failed attempt no longer applies.
+                // In place: a staged copy of other content under this name is no longer wanted,
+                // and an error of an earlier, failed attempt no longer applies.
+                if self.store.holds(&p.manifest)
+                    && self
+                        .store
+                        .staging_dir(name, &p.manifest.version)
+                        .join("app.json")
+                        .exists()
+                {
+                    self.store.remove_staged_copy(name, &p.manifest.version)?;
+                }
                 self.store.update(|s| {
                     if let Some(r) = s.app_mut(name) {
                         r.error = None;
@@ -151,6 +161,7 @@ impl Agent {
                     *record = fresh;
                 }
                 record.bytes_total = p.manifest.total_bytes();
+                record.wanted_app_json = Some(crate::manifest::sha256_hex(&p.manifest_bytes));
             }
             for (name, reason) in failed {
                 let reason = report::clean(reason);

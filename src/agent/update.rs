@@ -91,6 +91,7 @@ impl Agent {
         }
         if let Some(inform) = &options.inform_user
             && !self.user_agrees(inform, &planned).await
+            && !self.cancel.is_requested()
         {
             tracing::info!("{DEFERRED}: the user postponed the installation");
             self.set_status(DEFERRED.to_string())?;

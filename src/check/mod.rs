@@ -104,7 +104,10 @@ pub async fn run(settings: &Settings, state: Option<&State>, deep: bool) -> Vec<
     let timeouts = Timeouts {
         connect: settings.update.connect_timeout.min(Duration::from_secs(10)),
         read: settings.update.read_timeout.min(Duration::from_secs(20)),
-        document: settings.update.low_speed_time.min(Duration::from_secs(20)),
+        stall: crate::repository::stall::Stall {
+            bytes_per_sec: settings.update.low_speed_limit,
+            time: settings.update.low_speed_time.min(Duration::from_secs(20)),
+        },
     };
     findings.extend(set_aside(settings, state));
     let wanted = files::wanted(settings, state).map(|(idf, _)| idf);

@@ -62,17 +62,18 @@ async fn once(path: &Path, request: &serde_json::Value) -> Result<Reply, ClientE
     let (read, mut write) = stream.into_split();
     let mut line = serde_json::to_vec(request).map_err(|e| failed(e.to_string()))?;
     line.push(b'\n');
-    write
-        .write_all(&line)
-        .await
-        .map_err(|e| failed(e.to_string()))?;
+    // A daemon that answers `busy` closes at once; its answer is still there to be read.
+    let written = write.write_all(&line).await;
     let mut reply = String::new();
     let mut reader = BufReader::new(read);
     match tokio::time::timeout(Duration::from_secs(30), reader.read_line(&mut reply)).await {
         Ok(Ok(n)) if n > 0 => {
             serde_json::from_str(&reply).map_err(|e| failed(format!("bad reply: {e}")))
         }
-        Ok(Ok(_)) => Err(failed("the daemon closed the connection".into())),
+        Ok(Ok(_)) => Err(failed(match written {
+            Err(e) => e.to_string(),
+            Ok(()) => "the daemon closed the connection".into(),
+        })),
         Ok(Err(e)) => Err(failed(e.to_string())),
         Err(_) => Err(failed("no reply within 30 s".into())),
     }

@@ -17,6 +17,9 @@ use super::{MAX_LINE, Rejection, Reply, Request};
 
 /// Connections served at once.
 pub const MAX_CONNECTIONS: usize = 64;
+/// More connections for root and the agent's user when the others are all in use, so that
+/// unprivileged peers can never lock an administrator out.
+const PRIVILEGED_RESERVE: usize = 8;
 /// A connection that sends no complete line for this long is closed.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -56,8 +59,9 @@ pub async fn bind(path: &Path) -> Result<UnixListener, ControlError> {
 pub async fn serve(listener: UnixListener, handler: Handler) {
     let own_uid = nix::unistd::geteuid().as_raw();
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let reserve = Arc::new(tokio::sync::Semaphore::new(PRIVILEGED_RESERVE));
     loop {
-        let mut stream = match listener.accept().await {
+        let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
             Err(e) => {
                 tracing::warn!("control socket: accept failed: {e}");
@@ -65,26 +69,23 @@ pub async fn serve(listener: UnixListener, handler: Handler) {
                 continue;
             }
         };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            tracing::warn!(
-                "control socket: {MAX_CONNECTIONS} connections are open; refused one more"
-            );
-            tokio::spawn(async move {
-                let busy = Reply::rejected(Rejection {
-                    id: None,
-                    error: format!(
-                        "busy: {MAX_CONNECTIONS} connections are open; try again in a moment"
-                    ),
-                });
-                let mut out = serde_json::to_vec(&busy).unwrap_or_default();
-                out.push(b'\n');
-                let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(&out)).await;
-            });
-            continue;
-        };
         let privileged = stream
             .peer_cred()
             .is_ok_and(|c| c.uid() == 0 || c.uid() == own_uid);
+        let slot = slots.clone().try_acquire_owned().or_else(|_| {
+            if privileged {
+                reserve.clone().try_acquire_owned()
+            } else {
+                Err(tokio::sync::TryAcquireError::NoPermits)
+            }
+        });
+        let Ok(slot) = slot else {
+            tracing::warn!(
+                "control socket: {MAX_CONNECTIONS} connections are open; refused one more"
+            );
+            tokio::spawn(busy(stream));
+            continue;
+        };
         let handler = handler.clone();
         tokio::spawn(async move {
             if let Err(e) = connection(stream, handler, privileged).await {
@@ -93,6 +94,34 @@ pub async fn serve(listener: UnixListener, handler: Handler) {
             drop(slot);
         });
     }
+}
+
+/// Answers `busy` and closes. The request is read (briefly, bounded) first, so that the peer
+/// gets the answer instead of a broken pipe while it is still writing.
+async fn busy(mut stream: UnixStream) {
+    let reply = Reply::rejected(Rejection {
+        id: None,
+        error: format!("busy: {MAX_CONNECTIONS} connections are open; try again in a moment"),
+    });
+    let mut out = serde_json::to_vec(&reply).unwrap_or_default();
+    out.push(b'\n');
+    let mut sink = vec![0u8; 64 * 1024];
+    let _ = tokio::time::timeout(Duration::from_millis(200), async {
+        let mut total = 0usize;
+        while total < MAX_LINE {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    total += n;
+                    if sink[..n].contains(&b'\n') {
+                        break;
+                    }
+                }
+            }
+        }
+    })
+    .await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(&out)).await;
 }
 
 async fn connection(stream: UnixStream, handler: Handler, privileged: bool) -> std::io::Result<()> {
@@ -128,7 +157,10 @@ async fn connection(stream: UnixStream, handler: Handler, privileged: bool) -> s
         };
         let mut out = serde_json::to_vec(&reply).unwrap_or_else(|_| b"{}".to_vec());
         out.push(b'\n');
-        write.write_all(&out).await?;
+        // A peer that does not read its answers must not hold a connection for ever.
+        tokio::time::timeout(IDLE_TIMEOUT, write.write_all(&out))
+            .await
+            .map_err(|_| std::io::Error::other("the peer does not read its answers"))??;
         if too_long {
             // The rest of the oversized line cannot be told from the next request.
             return Ok(());

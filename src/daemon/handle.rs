@@ -24,7 +24,10 @@ impl Daemon {
         let request = match request {
             Ok(r) => r,
             Err(rejection) => {
-                tracing::warn!("control: rejected a request: {}", rejection.error);
+                tracing::warn!(
+                    "control: rejected a request: {}",
+                    crate::report::clean(&rejection.error)
+                );
                 return Reply::rejected(rejection);
             }
         };
@@ -42,7 +45,7 @@ impl Daemon {
         match result {
             Ok(()) => Reply::accepted(&id),
             Err(rejection) => {
-                tracing::warn!(command_id = %id, "command {id} rejected: {}", rejection.error);
+                tracing::warn!(command_id = %id, "command {id} rejected: {}", crate::report::clean(&rejection.error));
                 Reply::rejected(rejection)
             }
         }
@@ -51,13 +54,17 @@ impl Daemon {
     /// `cancel`: a waiting command leaves the queue; the running one stops its planning or
     /// transfers (not an installation that has started).
     fn cancel(&self, id: &str, target: &str) -> Result<(), Rejection> {
-        let running = self.running.lock().clone();
-        if running.as_deref() == Some(target) {
-            self.cancel
-                .request()
-                .map_err(|e| reject(id, format!("command {target:?}: {e}")))?;
-            tracing::info!(command_id = %id, "command {target}: cancelling at the request of {id}");
-            return Ok(());
+        use crate::agent::cancel::Refused;
+        match self.cancel.request(target) {
+            Ok(()) => {
+                tracing::info!(command_id = %id, "command {target}: cancelling at the request of {id}");
+                return Ok(());
+            }
+            Err(e @ Refused::TooLate) => {
+                return Err(reject(id, format!("command {target:?}: {e}")));
+            }
+            // Waiting (or just picked: the worker checks that it is still queued once armed).
+            Err(Refused::NotRunning) => {}
         }
         queue::cancel(&self.store, target, id)?;
         tracing::info!(command_id = %id, "command {target}: cancelled by {id}");

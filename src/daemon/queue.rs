@@ -107,6 +107,11 @@ fn room_for(
     Ok(())
 }
 
+/// Whether `id` still waits in the queue (or runs).
+pub fn knows_waiting(state: &State, id: &str) -> bool {
+    state.commands.iter().any(|c| c.id == id)
+}
+
 pub fn knows(state: &State, id: &str) -> bool {
     state.commands.iter().any(|c| c.id == id) || state.finished_commands.iter().any(|c| c == id)
 }

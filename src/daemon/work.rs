@@ -76,7 +76,13 @@ impl Daemon {
     }
 
     async fn execute(&self, command: QueuedCommand) {
-        self.cancel.arm();
+        self.cancel.arm(&command.id);
+        // A cancel that came between picking and arming removed it from the queue.
+        if !queue::knows_waiting(&self.store.snapshot(), &command.id) {
+            self.cancel.disarm();
+            tracing::info!(command_id = %command.id, "command {}: cancelled before it started", command.id);
+            return;
+        }
         *self.running.lock() = Some(command.id.clone());
         let outcome = self.run_command(&command).await;
         let id = &command.id;
@@ -106,6 +112,7 @@ impl Daemon {
                 queue::finish(&self.store, id)
             }
         };
+        self.cancel.disarm();
         if let Err(e) = result {
             tracing::error!(command_id = %id, "command {id}: cannot update the queue: {e}");
             tokio::time::sleep(Duration::from_secs(5)).await;

@@ -10,6 +10,7 @@
 mod auth;
 pub mod document;
 pub mod listing;
+pub mod stall;
 
 pub use document::fetch_idf;
 
@@ -102,16 +103,15 @@ pub struct Download {
 pub struct Timeouts {
     pub connect: Duration,
     pub read: Duration,
-    /// The longest a small document (a listing, an `app.json`) may take to arrive whole: a
-    /// server that trickles it is left like one that stalls a file.
-    pub document: Duration,
+    /// The low-speed limit, for small documents (a listing, an `app.json`) as for files.
+    pub stall: stall::Stall,
 }
 
 pub struct Repository {
     pub settings: RepositorySettings,
     client: reqwest::Client,
     auth: Authenticator,
-    document_deadline: Duration,
+    stall: stall::Stall,
 }
 
 /// How long an idle connection to a repository is kept for the next request.
@@ -176,7 +176,7 @@ impl Repository {
             auth,
             settings,
             client,
-            document_deadline: timeouts.document,
+            stall: timeouts.stall,
         }))
     }
 
@@ -254,7 +254,7 @@ impl Repository {
     pub async fn fetch_small(&self, rel: &str, limit: usize) -> Result<Bytes, RepositoryError> {
         let url = self.url_for(rel)?;
         let response = self.send(Method::GET, &url, HeaderMap::new(), None).await?;
-        read_limited(&url, response, limit, self.document_deadline).await
+        read_limited(&url, response, limit, &self.stall).await
     }
 
     /// Lists a directory (PROPFIND, depth 1). `rel_dir` ends with `/`.
@@ -292,13 +292,7 @@ impl Repository {
             .get(reqwest::header::DATE)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| httpdate::parse_http_date(v).ok());
-        let body = read_limited(
-            &url,
-            response,
-            listing::MAX_LISTING_BYTES,
-            self.document_deadline,
-        )
-        .await?;
+        let body = read_limited(&url, response, listing::MAX_LISTING_BYTES, &self.stall).await?;
         let entries = listing::parse(&body, url.path())
             .map_err(|reason| RepositoryError::Protocol { url, reason })?;
         Ok((entries, date))
@@ -377,7 +371,10 @@ pub fn build_all(
     let timeouts = Timeouts {
         connect: settings.update.connect_timeout,
         read: settings.update.read_timeout,
-        document: settings.update.low_speed_time,
+        stall: stall::Stall {
+            bytes_per_sec: settings.update.low_speed_limit,
+            time: settings.update.low_speed_time,
+        },
     };
     settings
         .repositories
@@ -478,28 +475,9 @@ fn parse_content_range(headers: &HeaderMap) -> Option<(u64, Option<u64>)> {
 
 async fn read_limited(
     url: &Url,
-    response: Response,
-    limit: usize,
-    deadline: Duration,
-) -> Result<Bytes, RepositoryError> {
-    tokio::time::timeout(deadline, read_whole(url, response, limit))
-        .await
-        .unwrap_or_else(|_| {
-            Err(RepositoryError::Connection {
-                url: url.clone(),
-                kind: FailureKind::Stalled,
-                message: format!(
-                    "stalled: the document did not arrive whole within {} (low_speed_time)",
-                    humantime::format_duration(deadline)
-                ),
-            })
-        })
-}
-
-async fn read_whole(
-    url: &Url,
     mut response: Response,
     limit: usize,
+    stall: &stall::Stall,
 ) -> Result<Bytes, RepositoryError> {
     let too_large = || RepositoryError::Protocol {
         url: url.clone(),
@@ -509,11 +487,27 @@ async fn read_whole(
         return Err(too_large());
     }
     let mut body = Vec::new();
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .map_err(|e| connection_error(url, &e))?
-    {
+    let mut window = stall::SpeedWindow::new();
+    loop {
+        let asked = std::time::Instant::now();
+        let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| connection_error(url, &e))?
+        else {
+            break;
+        };
+        if let Some(rate) = window.read(stall, asked.elapsed(), chunk.len()) {
+            return Err(RepositoryError::Connection {
+                url: url.clone(),
+                kind: FailureKind::Stalled,
+                message: format!(
+                    "stalled: {rate:.0} bytes/s for {}, below low_speed_limit ({}/s)",
+                    humantime::format_duration(stall.time),
+                    crate::report::human_bytes(stall.bytes_per_sec)
+                ),
+            });
+        }
         if body.len() + chunk.len() > limit {
             return Err(too_large());
         }

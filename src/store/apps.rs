@@ -156,6 +156,11 @@ impl Store {
                 .into_iter()
                 .map(|a| self.apps_dir.join(a)),
         );
+        dirs.extend(
+            self.staging_apps()
+                .into_iter()
+                .map(|a| self.state_dir.join("staging").join(a)),
+        );
         for dir in dirs {
             let Ok(entries) = std::fs::read_dir(&dir) else {
                 continue;

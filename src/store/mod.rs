@@ -120,6 +120,10 @@ pub struct AppRecord {
     /// fails, also after a crash in the middle of it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub activating: Option<Activation>,
+    /// SHA-256 of the `app.json` the last plan wanted for `version`: only a staged copy with
+    /// this digest may replace the active content of that name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wanted_app_json: Option<String>,
 }
 
 /// An activation in progress.
@@ -146,6 +150,7 @@ impl AppRecord {
             files: BTreeMap::new(),
             previous_version: None,
             activating: None,
+            wanted_app_json: None,
         }
     }
 }
@@ -380,25 +385,33 @@ impl Store {
         let (app, version) = (&manifest.name, &manifest.version);
         self.current_version(app).as_deref() == Some(version.as_str())
             && self.is_complete(app, version)
+            && !self.holds(manifest)
             && self
                 .stored_manifest(&self.staging_dir(app, version))
                 .is_some_and(|m| m.same_content(manifest))
     }
 
-    /// The staged replacement of the active `version` of `app`, if there is one: the SHA-256
-    /// of its `app.json`.
-    pub fn pending_replacement(&self, app: &str, version: &str) -> Option<String> {
+    /// The staged replacement of the active `version` of `app` that the plan wants (its
+    /// `app.json` has the digest `wanted`), if there is one: that digest.
+    pub fn pending_replacement(
+        &self,
+        app: &str,
+        version: &str,
+        wanted: Option<&str>,
+    ) -> Option<String> {
+        let wanted = wanted?;
         if self.current_version(app).as_deref() != Some(version) || !self.is_complete(app, version)
         {
             return None;
         }
         let staged = self.staging_dir(app, version);
-        let staged_manifest = self.stored_manifest(&staged)?;
-        let live = self.stored_manifest(&self.version_dir(app, version))?;
-        if live.same_content(&staged_manifest) {
+        let digest = self.app_json_sha256(&staged)?;
+        if digest != wanted
+            || self.app_json_sha256(&self.version_dir(app, version)) == Some(digest.clone())
+        {
             return None;
         }
-        self.app_json_sha256(&staged)
+        self.stored_manifest(&staged).map(|_| digest)
     }
 
     /// SHA-256 of the `app.json` in `dir`.

@@ -17,7 +17,7 @@ pub mod retry;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use parking_lot::Mutex;
 
@@ -25,6 +25,8 @@ use bytes::Bytes;
 
 use crate::bandwidth::{Bandwidth, Meter};
 use crate::manifest::FileSpec;
+use crate::repository::stall::SpeedWindow;
+pub use crate::repository::stall::Stall;
 use crate::repository::{self, Repository, RepositoryError};
 pub use part::part_path;
 use part::{PartFile, Pipeline};
@@ -101,40 +103,6 @@ pub struct Transfer {
     policy: RetryPolicy,
     stall: Stall,
     down: Mutex<HashMap<String, String>>,
-}
-
-/// The low-speed limit: below `bytes_per_sec` for `time` (of network waiting) is a stall.
-/// `bytes_per_sec` 0: never.
-#[derive(Debug, Clone, Copy)]
-pub struct Stall {
-    pub bytes_per_sec: u64,
-    pub time: Duration,
-}
-
-/// Bytes and network time since the window began.
-struct SpeedWindow {
-    waited: Duration,
-    bytes: u64,
-}
-
-impl SpeedWindow {
-    /// Counts one read; `Some(rate)` when a whole window was below the limit.
-    fn read(&mut self, stall: &Stall, waited: Duration, bytes: usize) -> Option<f64> {
-        if stall.bytes_per_sec == 0 {
-            return None;
-        }
-        self.waited += waited;
-        self.bytes += bytes as u64;
-        if self.waited < stall.time {
-            return None;
-        }
-        let rate = self.bytes as f64 / self.waited.as_secs_f64();
-        *self = SpeedWindow {
-            waited: Duration::ZERO,
-            bytes: 0,
-        };
-        (rate < stall.bytes_per_sec as f64).then_some(rate)
-    }
 }
 
 enum Attempt {
@@ -338,10 +306,7 @@ impl Transfer {
             observer.progress(job, -(offset as i64));
         }
         let mut meter = Meter::default();
-        let mut window = SpeedWindow {
-            waited: Duration::ZERO,
-            bytes: 0,
-        };
+        let mut window = SpeedWindow::new();
         loop {
             let asked = Instant::now();
             let Some(chunk) = repository::next_chunk(&mut download).await? else {

@@ -311,7 +311,7 @@ impl Channel {
                         }
                         Message::Close(frame) => {
                             return Ok(match frame {
-                                Some(f) if !f.reason.is_empty() => format!("the server closed the connection ({}: {})", f.code, f.reason),
+                                Some(f) if !f.reason.is_empty() => format!("the server closed the connection ({}: {})", f.code, crate::report::clean(&f.reason)),
                                 Some(f) => format!("the server closed the connection ({})", f.code),
                                 None => "the server closed the connection".into(),
                             });
@@ -370,7 +370,7 @@ impl Channel {
             tracing::warn!(
                 "UMS: rejected a frame of {} bytes: {}",
                 frame.len(),
-                rejection.error
+                crate::report::clean(&rejection.error)
             );
         }
         let reply = (self.handler)(request, true);

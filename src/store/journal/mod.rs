@@ -467,6 +467,9 @@ fn check_record(r: &AppRecord) -> Result<(), String> {
     if let Some(previous) = r.activating.as_ref().and_then(|a| a.previous.as_ref()) {
         check_version(previous).map_err(|e| format!("activating.previous: {e}"))?;
     }
+    if let Some(digest) = &r.wanted_app_json {
+        check_sha256(digest).map_err(|e| format!("wanted_app_json: {e}"))?;
+    }
     if let Some(digest) = r.activating.as_ref().and_then(|a| a.replacing.as_ref()) {
         check_sha256(digest).map_err(|e| format!("activating.replacing: {e}"))?;
     }
