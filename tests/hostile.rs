@@ -546,6 +546,12 @@ fn device_for(mirror: &Repo, central: &Repo, update: &str) -> transfer_common::D
     )
 }
 
+/// What `apps/chromium/1.0/chromium.bin` holds now.
+fn live_payload(device: &transfer_common::Device) -> Vec<u8> {
+    let version = device.state_dir().join("apps").join(APP).join("1.0");
+    fs::read(version.join(lifecycle_common::payload_name(APP))).unwrap()
+}
+
 fn pinned_update(device: &transfer_common::Device, pin: &str) -> support::RunOutput {
     let idf = device.write_idf(&[(APP, "1.0", Some(pin))]);
     device.run(&["update", "--idf", &transfer_common::path_str(&idf)])
@@ -596,16 +602,7 @@ fn a_failed_hook_puts_the_replaced_content_back() {
     assert_installed(&device, APP, "1.0", &evil);
     pinned_update(&device, &pin).assert_code(1);
     // Still the old content, complete, under `current`.
-    let bytes = fs::read(
-        device
-            .state_dir()
-            .join("apps")
-            .join(APP)
-            .join("1.0")
-            .join("chromium.bin"),
-    )
-    .unwrap();
-    assert_eq!(bytes, evil);
+    assert_eq!(live_payload(&device), evil);
     assert_eq!(current(&device, APP).as_deref(), Some("1.0"));
     let entry = lifecycle_common::app_entry(&status(&device), APP).unwrap();
     assert_eq!(entry["state"], "activation-failed", "{entry:#}");
@@ -636,15 +633,7 @@ fn a_crash_around_the_swap_leaves_one_content_or_the_other() {
             "{point}: {}",
             out.stderr
         );
-        let live = fs::read(
-            device
-                .state_dir()
-                .join("apps")
-                .join(APP)
-                .join("1.0")
-                .join("chromium.bin"),
-        )
-        .unwrap();
+        let live = live_payload(&device);
         assert!(
             live == evil || live == good,
             "{point}: neither content is whole"

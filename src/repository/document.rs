@@ -6,7 +6,6 @@
 //! valid IDF.
 
 use std::path::Path;
-use std::time::Duration;
 
 use super::{error_chain, install_crypto_provider};
 use crate::config::Settings;
@@ -46,19 +45,11 @@ pub async fn fetch_idf(url: &str, settings: &Settings) -> Result<Idf, String> {
 
 async fn fetch(url: &url::Url, ca: Option<&Path>, settings: &Settings) -> Result<Vec<u8>, String> {
     install_crypto_provider();
-    let origin = url.origin();
-    let mut builder = reqwest::Client::builder()
-        .connect_timeout(settings.update.connect_timeout)
-        .read_timeout(settings.update.read_timeout)
-        .pool_idle_timeout(Duration::from_secs(4))
-        .user_agent(concat!("igel-update-agent/", env!("CARGO_PKG_VERSION")))
-        .redirect(reqwest::redirect::Policy::custom(move |attempt| {
-            if attempt.url().origin() == origin && attempt.previous().len() < 5 {
-                attempt.follow()
-            } else {
-                attempt.stop()
-            }
-        }));
+    let mut builder = super::client_builder(
+        settings.update.connect_timeout,
+        settings.update.read_timeout,
+        url,
+    );
     if let Some(ca) = ca {
         let pem = crate::durable::read_regular(ca, 1024 * 1024)
             .map_err(|e| format!("[ums] ca_certificate {}: {}", ca.display(), e.source))?;

@@ -137,22 +137,8 @@ impl Repository {
             name: name.clone(),
             reason,
         };
-        let origin = settings.url.origin();
-        let mut builder = reqwest::Client::builder()
-            .connect_timeout(timeouts.connect)
-            .read_timeout(timeouts.read)
-            // Below Apache's default KeepAliveTimeout (5 s): a pooled connection the server is
-            // closing at that moment fails the request and costs a retry with backoff.
-            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            .user_agent(concat!("igel-update-agent/", env!("CARGO_PKG_VERSION")))
-            .redirect(reqwest::redirect::Policy::custom(move |attempt| {
-                // Credentials must never follow a redirect to another server.
-                if attempt.url().origin() == origin && attempt.previous().len() < 5 {
-                    attempt.follow()
-                } else {
-                    attempt.stop()
-                }
-            }));
+        // Credentials must never follow a redirect to another server.
+        let mut builder = client_builder(timeouts.connect, timeouts.read, &settings.url);
         if let Some(path) = &settings.ca_certificate {
             let pem = crate::durable::read_regular(path, 1024 * 1024).map_err(|e| {
                 setup(format!(
@@ -360,6 +346,30 @@ impl Repository {
             url,
         })
     }
+}
+
+/// An HTTP client with the agent's timeouts that follows redirects only within the origin of
+/// `url` (at most 5), so no request ever goes to another server (or from https to http).
+pub(crate) fn client_builder(
+    connect: Duration,
+    read: Duration,
+    url: &Url,
+) -> reqwest::ClientBuilder {
+    let origin = url.origin();
+    reqwest::Client::builder()
+        .connect_timeout(connect)
+        .read_timeout(read)
+        // Below Apache's default KeepAliveTimeout (5 s): a pooled connection the server is
+        // closing at that moment fails the request and costs a retry with backoff.
+        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+        .user_agent(concat!("igel-update-agent/", env!("CARGO_PKG_VERSION")))
+        .redirect(reqwest::redirect::Policy::custom(move |attempt| {
+            if attempt.url().origin() == origin && attempt.previous().len() < 5 {
+                attempt.follow()
+            } else {
+                attempt.stop()
+            }
+        }))
 }
 
 /// The clients of the configured repositories in the order they are tried, hidden ones only
