@@ -200,6 +200,7 @@ impl Status {
         }
         if self.apps.is_empty() {
             out.push_str("No apps assigned.\n");
+            out.push_str(&self.queue_text());
             return out;
         }
         let _ = writeln!(
@@ -230,6 +231,32 @@ impl Status {
             if let Some(e) = &a.error {
                 let _ = writeln!(out, "    error: {e}");
             }
+        }
+        out.push_str(&self.queue_text());
+        out
+    }
+
+    /// The daemon's queue, one line per command (nothing when it is empty).
+    fn queue_text(&self) -> String {
+        let Some(commands) = self.commands.as_ref().filter(|c| !c.is_empty()) else {
+            return String::new();
+        };
+        let mut out = format!("Queue ({} commands):\n", commands.len());
+        for c in commands {
+            let when = match (c.running, c.not_before) {
+                (true, _) => "running".to_string(),
+                (false, Some(t)) => format!(
+                    "waits until {}",
+                    t.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M:%S")
+                ),
+                (false, None) => "waiting".to_string(),
+            };
+            let deferred = if c.deferrals > 0 {
+                format!(", deferred {} times", c.deferrals)
+            } else {
+                String::new()
+            };
+            let _ = writeln!(out, "  {:<40} {:<9} {when}{deferred}", c.id, c.command);
         }
         out
     }

@@ -90,6 +90,49 @@ fn scheduled_update_survives_a_restart_and_runs_at_its_time() {
 }
 
 #[test]
+fn the_command_line_shows_the_queue_and_cancels_with_or_without_the_daemon() {
+    let repo = Repo::start();
+    repo.add(APP, "1.0", false);
+    let device = Device::new(&repo, "");
+    let mut daemon = device.start();
+    let at = (Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+    for id in ["first", "second"] {
+        daemon.accepted(
+            json!({"id": id, "command": "update", "idf": idf(&[(APP, "1.0")]), "at": at}),
+        );
+    }
+    let cli = |args: &[&str]| device.agent().run(args, JOB_TIMEOUT);
+    let text = cli(&["status"]);
+    assert!(
+        text.stdout.contains("Queue (2 commands):")
+            && text
+                .stdout
+                .lines()
+                .any(|l| l.contains("first") && l.contains("waits until")),
+        "{}",
+        text.stdout
+    );
+    cli(&["cancel", "first"]).assert_success();
+    assert_eq!(queued_ids(&daemon.status()), ["second"]);
+    let unknown = cli(&["cancel", "first"]);
+    unknown.assert_code(2);
+    assert!(
+        unknown.stderr.contains("no scheduled command"),
+        "{}",
+        unknown.stderr
+    );
+    // Without the daemon: the command waiting in state.json goes too.
+    daemon.signal(Signal::SIGTERM);
+    daemon.wait_exit(STOP_TIMEOUT).assert_success();
+    cli(&["cancel", "second"]).assert_success();
+    assert!(
+        persisted_ids(&device).is_empty(),
+        "{:?}",
+        persisted_ids(&device)
+    );
+}
+
+#[test]
 fn cancelled_scheduled_update_never_runs() {
     let repo = Repo::start();
     repo.add(APP, "1.0", false);

@@ -3,6 +3,7 @@
 //! instance holds the lock. One command per file.
 
 mod activate;
+mod cancel;
 mod check;
 mod config_cmd;
 mod delivery;
@@ -67,6 +68,9 @@ enum Command {
     Status(status::Args),
     /// Health check: repositories (DNS, connection, TLS, authentication, clock, files), space.
     Check(check::Args),
+    /// Cancel a scheduled command, or stop the running one's transfers; through the daemon
+    /// when it runs.
+    Cancel(cancel::Args),
     /// Change the settings the UMS `settings` command changes (IGEL registry keys), or
     /// list them; through the daemon when it runs.
     Settings(settings::Args),
@@ -178,6 +182,7 @@ pub fn main() -> ExitCode {
         Command::Status(args) => status::run(&global, args),
         Command::Check(args) => check::run(&global, args),
         Command::Settings(args) => settings::run(&global, args),
+        Command::Cancel(args) => cancel::run(&global, args),
         Command::Repos { json } => config_cmd::repos(&global, json),
         Command::Config(cmd) => config_cmd::run(&global, cmd),
         Command::Repo(cmd) => repo_cmd::run(&global, cmd),
