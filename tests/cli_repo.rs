@@ -580,3 +580,63 @@ fn a_redirect_to_another_host_is_refused_and_the_other_host_gets_no_request() {
         );
     }
 }
+
+/// A reader that goes away (`demo | head -1`, `2>&1 | head -1`) ends the printing, not the
+/// command: no panic, the exit code of the work, the temporary directory removed.
+#[test]
+fn a_closed_pipe_ends_the_output_quietly_and_the_demo_still_cleans_up() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    for both in [false, true] {
+        let tmp = temp_dir("epipe");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_igel-update-agent"));
+        cmd.arg("demo")
+            .env("TMPDIR", tmp.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped());
+        if both {
+            // stderr into the same closed pipe, through a shell.
+            cmd = Command::new("sh");
+            cmd.arg("-c")
+                .arg(format!(
+                    "exec '{}' demo 2>&1",
+                    env!("CARGO_BIN_EXE_igel-update-agent")
+                ))
+                .env("TMPDIR", tmp.path())
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped());
+        } else {
+            cmd.stderr(Stdio::piped());
+        }
+        let mut child = cmd.spawn().unwrap();
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        // The reader is gone now.
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("both={both}: the demo did not end after its reader went away");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let stderr = child
+            .stderr
+            .take()
+            .map(|mut e| {
+                let mut s = String::new();
+                let _ = std::io::Read::read_to_string(&mut e, &mut s);
+                s
+            })
+            .unwrap_or_default();
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert_eq!(status.code(), Some(0), "both={both}: {status}\n{stderr}");
+        let left: Vec<_> = fs::read_dir(tmp.path()).unwrap().flatten().collect();
+        assert!(left.is_empty(), "both={both}: left behind: {left:?}");
+    }
+}

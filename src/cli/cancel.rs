@@ -42,7 +42,7 @@ pub fn run(global: &Global, args: Args) -> CmdResult {
             args.target
         )));
     }
-    eprintln!(
+    errln!(
         "command {} cancelled (no daemon runs; it was waiting in {})",
         args.target,
         store.state_dir().join("state.json").display()

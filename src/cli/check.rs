@@ -31,13 +31,13 @@ pub fn run(global: &Global, args: Args) -> CmdResult {
     let failed = findings.iter().any(|f| f.level == Level::Fail);
     if args.json {
         let doc = serde_json::json!({"ok": !failed, "findings": findings});
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&doc).map_err(Failure::failed)?
         );
     } else {
         for finding in &findings {
-            println!("{}", finding.line());
+            outln!("{}", finding.line());
         }
     }
     Ok(if failed {

@@ -64,19 +64,19 @@ fn check(global: &Global, json: bool) -> CmdResult {
             set_aside: &settings.set_aside,
             settings: &settings,
         };
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&report).map_err(Failure::failed)?
         );
     } else {
         let text = toml::to_string_pretty(&settings).map_err(Failure::failed)?;
-        println!("{text}");
+        outln!("{text}");
         let files: Vec<String> = settings
             .files
             .iter()
             .map(|f| f.display().to_string())
             .collect();
-        eprintln!(
+        errln!(
             "configuration is valid ({})",
             if files.is_empty() {
                 "no file: defaults".to_string()
@@ -85,7 +85,7 @@ fn check(global: &Global, json: bool) -> CmdResult {
             }
         );
         if !settings.overridden.is_empty() {
-            eprintln!(
+            errln!(
                 "settings made by the `settings` command (in {}): {}",
                 settings
                     .paths
@@ -104,7 +104,7 @@ fn import_registry(file: &std::path::Path) -> CmdResult {
         .map_err(|e| Failure::usage(anyhow::anyhow!("cannot read {}: {e}", file.display())))?;
     let toml = registry::to_toml(&text, "/etc/igel-update-agent")
         .map_err(|e| Failure::usage(anyhow::anyhow!("{}: {e}", file.display())))?;
-    print!("{toml}");
+    out!("{toml}");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -136,14 +136,14 @@ pub fn repos(global: &Global, json: bool) -> CmdResult {
         })
         .collect();
     if json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&rows).map_err(Failure::failed)?
         );
         return Ok(ExitCode::SUCCESS);
     }
     if rows.is_empty() {
-        println!("No repositories configured.");
+        outln!("No repositories configured.");
     }
     for r in &rows {
         let pos = r.order.map_or_else(|| "-".to_string(), |o| format!("{o}."));
@@ -152,9 +152,12 @@ pub fn repos(global: &Global, json: bool) -> CmdResult {
         } else {
             ""
         };
-        println!(
+        outln!(
             "{pos:>3} {:<20} priority {:<10} {:<6} {}{note}",
-            r.name, r.priority, r.auth, r.url
+            r.name,
+            r.priority,
+            r.auth,
+            r.url
         );
     }
     Ok(ExitCode::SUCCESS)

@@ -67,27 +67,27 @@ pub fn run(args: Args) -> CmdResult {
         for warning in &settings.warnings {
             tracing::warn!("{warning}");
         }
-        eprintln!("demo: central repository http://{central}/ (Basic auth), branch-office mirror http://{branch}/");
-        eprintln!("demo: configuration {}, state in {}", config.display(), settings.paths.state_dir.display());
+        errln!("demo: central repository http://{central}/ (Basic auth), branch-office mirror http://{branch}/");
+        errln!("demo: configuration {}, state in {}", config.display(), settings.paths.state_dir.display());
         let store = Arc::new(Store::open(&settings.paths)?);
         let idf = super::job::load_idf(None, &settings).await?;
         use super::job::{Job, run_job};
-        eprintln!("\ndemo: 1. delivery: transfer and stage, never activate");
+        errln!("\ndemo: 1. delivery: transfer and stage, never activate");
         let code = run_job(settings.clone(), store.clone(), Job::Delivery(idf.clone()), true).await?;
         if code != ExitCode::SUCCESS {
             return Ok(code);
         }
-        print!("{}", Status::new(&settings, &store.snapshot()).to_text());
-        eprintln!("\ndemo: 2. the Update command: nothing left to transfer, activate now");
+        out!("{}", Status::new(&settings, &store.snapshot()).to_text());
+        errln!("\ndemo: 2. the Update command: nothing left to transfer, activate now");
         let update = Job::Update(idf, crate::agent::UpdateOptions::default());
         let code = run_job(settings.clone(), store.clone(), update, false).await?;
 
-        println!();
-        print!("{}", Status::new(&settings, &store.snapshot()).to_text());
-        println!();
-        println!("Versions are under {} (`current` is the active one)", settings.paths.apps_dir.display());
+        outln!();
+        out!("{}", Status::new(&settings, &store.snapshot()).to_text());
+        outln!();
+        outln!("Versions are under {} (`current` is the active one)", settings.paths.apps_dir.display());
         if args.keep.is_none() {
-            println!("(temporary: removed when the demo ends; use --keep DIR to look at them)");
+            outln!("(temporary: removed when the demo ends; use --keep DIR to look at them)");
         }
         Ok(code)
     })

@@ -53,12 +53,12 @@ pub async fn run_job(
     if let Some(task) = progress {
         task.abort();
         if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-            eprintln!();
+            errln!();
         }
     }
     let outcome = outcome.map_err(agent_failure)?;
     for (app, reason) in &outcome.failed {
-        eprintln!("{app}: {}", crate::report::clean(reason));
+        errln!("{app}: {}", crate::report::clean(reason));
     }
     if outcome.is_success() {
         Ok(ExitCode::SUCCESS)
@@ -103,9 +103,9 @@ async fn print_progress(store: Arc<Store>) {
             crate::report::human_bytes(total)
         );
         if terminal {
-            eprint!("\r\x1b[2K{text}");
+            err!("\r\x1b[2K{text}");
         } else {
-            eprintln!("{text}");
+            errln!("{text}");
         }
         let _ = std::io::stderr().flush();
     }
@@ -194,7 +194,7 @@ pub fn via_daemon(
             "the daemon rejected the command: {error}"
         ))));
     }
-    eprintln!("command {id} accepted by the daemon");
+    errln!("command {id} accepted by the daemon");
     if !wait {
         return Some(Ok(ExitCode::SUCCESS));
     }
@@ -213,7 +213,7 @@ pub fn via_daemon(
                 .is_some_and(|c| c.iter().any(|c| c["id"] == id.as_str()));
             if !pending {
                 let text = status["update_status"].as_str().unwrap_or("").to_string();
-                eprintln!("{text}");
+                errln!("{text}");
                 let failed = text.starts_with("Update failed");
                 return Ok(if failed {
                     ExitCode::from(1)

@@ -24,7 +24,7 @@ pub fn init(level: &str) -> Result<(), String> {
                     .init();
                 return Ok(());
             }
-            Err(e) => eprintln!("igel-update-agent: no journal ({e}); logging to stderr"),
+            Err(e) => errln!("igel-update-agent: no journal ({e}); logging to stderr"),
         }
     }
     // The structured fields are for the journal; on a terminal the message says it all.
@@ -41,6 +41,9 @@ pub fn init(level: &str) -> Result<(), String> {
         .fmt_fields(message_only)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        // A closed stderr (`2>&1 | head`) ends the logging, not the process: by default the
+        // layer reports a failed write with `eprintln!`, which panics on that same stderr.
+        .log_internal_errors(false)
         .init();
     Ok(())
 }

@@ -2,6 +2,9 @@
 //! shares: 0 success, 1 the operation failed, 2 bad usage, config or input, 3 another
 //! instance holds the lock. One command per file.
 
+#[macro_use]
+mod output;
+
 mod activate;
 mod cancel;
 mod check;
@@ -167,7 +170,7 @@ pub fn main() -> ExitCode {
     let _ = nix::sys::prctl::set_dumpable(false);
     let cli = Cli::parse();
     if let Err(e) = logging::init(&cli.log_level) {
-        eprintln!("igel-update-agent: {e}");
+        errln!("igel-update-agent: {e}");
         return ExitCode::from(2);
     }
     let global = Global {
@@ -192,7 +195,7 @@ pub fn main() -> ExitCode {
         Ok(code) => code,
         Err(failure) => {
             // Every error of this crate already says what caused it; the chain would repeat it.
-            eprintln!(
+            errln!(
                 "igel-update-agent: {}",
                 crate::report::clean(&failure.error.to_string())
             );

@@ -42,7 +42,7 @@ pub fn run(_global: &Global, cmd: Command) -> CmdResult {
     match cmd {
         Command::Index { dir } => {
             for path in repo_server::index(&dir).map_err(failure)? {
-                println!("{}", path.display());
+                outln!("{}", path.display());
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -70,7 +70,7 @@ pub fn run(_global: &Global, cmd: Command) -> CmdResult {
                     let _ = tokio::signal::ctrl_c().await;
                 };
                 repo_server::serve(dir, listen, auth, shutdown, |addr| {
-                    println!("serving on http://{addr}/");
+                    outln!("serving on http://{addr}/");
                 })
                 .await
                 .map_err(failure)

@@ -60,7 +60,7 @@ pub fn run(global: &Global, args: Args) -> CmdResult {
     let store = crate::store::Store::open(&settings.paths)?;
     crate::daemon::settings::change(&global.config, &store, &values, &reset)
         .map_err(|e| Failure::usage(anyhow::anyhow!("settings: {e}")))?;
-    eprintln!(
+    errln!(
         "settings saved in {} (no daemon runs; every command uses them from now on)",
         store
             .state_dir()
@@ -82,7 +82,7 @@ fn list(global: &Global) -> CmdResult {
         Err(ReadProblem::Invalid(_)) => Overrides::default(),
     };
     if persisted.is_empty() {
-        println!("No settings made by the settings command; the configuration files decide.");
+        outln!("No settings made by the settings command; the configuration files decide.");
     }
     let aside: Vec<&str> = settings.set_aside.iter().map(|a| a.name.as_str()).collect();
     for key in persisted.keys() {
@@ -94,7 +94,7 @@ fn list(global: &Global) -> CmdResult {
         } else {
             ""
         };
-        println!("{key}={}{note}", value.replace('\n', "\\n"));
+        outln!("{key}={}{note}", value.replace('\n', "\\n"));
     }
     let notices = crate::store::read_state(state_dir)
         .ok()
@@ -103,11 +103,11 @@ fn list(global: &Global) -> CmdResult {
         .unwrap_or_default();
     let all: Vec<_> = settings.set_aside.iter().chain(&notices).collect();
     if !all.is_empty() {
-        println!(
+        outln!(
             "\nSet aside (kept, not applied; `igel-update-agent settings --reset NAME` drops one):"
         );
         for item in all {
-            println!("  {}: {}", item.name, item.reason);
+            outln!("  {}: {}", item.name, item.reason);
         }
     }
     Ok(ExitCode::SUCCESS)

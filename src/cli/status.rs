@@ -30,15 +30,15 @@ pub fn run(global: &Global, args: Args) -> CmdResult {
     }
     let status = current(&rt, &settings)?;
     if args.json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&status).map_err(Failure::failed)?
         );
     } else {
         let parsed: Status = serde_json::from_value(status).map_err(Failure::failed)?;
-        print!("{}", parsed.to_text());
+        out!("{}", parsed.to_text());
         if let Some(line) = ums_line(&settings) {
-            println!("{line}");
+            outln!("{line}");
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -117,16 +117,19 @@ fn watch(rt: &tokio::runtime::Runtime, settings: &Settings) -> CmdResult {
         if terminal {
             // Back to the first line of the last drawing, then draw over it.
             if drawn > 0 {
-                print!("\x1b[{drawn}A");
+                out!("\x1b[{drawn}A");
             }
             for line in &lines {
-                println!("\x1b[2K{line}");
+                outln!("\x1b[2K{line}");
             }
             drawn = lines.len();
         } else if text != previous_text {
-            println!("{text}");
+            outln!("{text}");
         }
         previous_text = text;
+        if super::output::stdout_gone() {
+            return Ok(ExitCode::SUCCESS);
+        }
         std::thread::sleep(Duration::from_secs(1));
     }
 }
