@@ -130,6 +130,9 @@ pub struct Status {
     /// The daemon's queue (from `state.json` when no daemon answers).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub commands: Option<Vec<QueuedStatus>>,
+    /// The state directory this status is of (absolute).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_dir: Option<std::path::PathBuf>,
 }
 
 impl Status {
@@ -165,6 +168,7 @@ impl Status {
                 .cloned()
                 .collect(),
             commands: None,
+            state_dir: std::path::absolute(&settings.paths.state_dir).ok(),
         }
     }
 

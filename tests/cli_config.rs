@@ -486,7 +486,7 @@ fn an_explicit_config_file_that_is_missing_is_an_error_naming_it() {
     let device = Device::new();
     let missing = device.etc().join("no-such-agent.toml");
     let agent = Agent::new(&missing, device.state_dir());
-    for args in [&["config", "check"][..], &["status"], &["repos"]] {
+    for args in [&["config", "check"][..], &["repos"]] {
         let out = agent.run(args, TIMEOUT);
         out.assert_code(2);
         assert!(
@@ -495,6 +495,14 @@ fn an_explicit_config_file_that_is_missing_is_an_error_naming_it() {
             out.stderr
         );
     }
+    // `status` always answers (from state.json here), with a warning naming the file.
+    let out = agent.run(&["status"], TIMEOUT);
+    out.assert_success();
+    assert!(
+        out.stderr.contains("warning") && out.stderr.contains(&missing.display().to_string()),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]

@@ -609,3 +609,63 @@ fn cli_update_and_status_go_to_the_running_daemon() {
 fn running_as_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
+
+/// Which daemon a command goes to is never a surprise (issue 11.3), and `status` answers even
+/// when the configuration cannot be read whole (issue 11.2).
+#[test]
+fn commands_name_the_daemon_and_never_act_on_another_state_directory() {
+    let repo = Repo::start();
+    repo.add(APP, "1.0", false);
+    let device = Device::new(&repo, "");
+    let mut daemon = device.start();
+    daemon.accepted(json!({"id": "u1", "command": "update", "idf": idf(&[(APP, "1.0")])}));
+    daemon.wait_for_app(APP, "installed");
+    let other_state = device.root().join("state2");
+    let other = support::Agent::new(device.agent().config(), &other_state);
+    let idf_file = device.root().join("idf.json");
+    std::fs::write(&idf_file, idf(&[(APP, "1.0")]).to_string()).unwrap();
+    let out = other.run(
+        &["update", "--idf", idf_file.to_str().unwrap()],
+        JOB_TIMEOUT,
+    );
+    out.assert_code(2);
+    assert!(
+        out.stderr.contains("manages") && out.stderr.contains("state2"),
+        "{}",
+        out.stderr
+    );
+    assert!(!other_state.join("state.json").exists());
+    let status = other.run(&["status", "--json"], JOB_TIMEOUT);
+    status.assert_success();
+    assert_eq!(status.json()["apps"], json!([]), "{}", status.stdout);
+    assert!(status.stderr.contains("manages"), "{}", status.stderr);
+    // The right state directory goes to the daemon, and says so.
+    let ok = device.agent().run(
+        &["update", "--idf", idf_file.to_str().unwrap()],
+        JOB_TIMEOUT,
+    );
+    ok.assert_success();
+    assert!(
+        ok.stderr.contains("accepted by the daemon on"),
+        "{}",
+        ok.stderr
+    );
+
+    // A typo the daemon survived (it keeps its configuration until a good SIGHUP): status
+    // still shows what the daemon does.
+    let config = std::fs::read_to_string(device.agent().config()).unwrap();
+    std::fs::write(
+        device.agent().config(),
+        config.replace("[update]\n", "[update]\nsplay = \"forever\"\n"),
+    )
+    .unwrap();
+    let status = device.agent().run(&["status", "--json"], JOB_TIMEOUT);
+    status.assert_success();
+    assert!(status.stderr.contains("update.splay"), "{}", status.stderr);
+    assert_eq!(
+        status.json()["apps"][0]["state"],
+        "installed",
+        "{}",
+        status.stdout
+    );
+}

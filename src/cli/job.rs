@@ -183,6 +183,22 @@ pub fn via_daemon(
     use crate::control::client::{ClientError, request as send};
     let socket = &settings.paths.control_socket;
     let id = request["id"].as_str().unwrap_or_default().to_string();
+    match daemon_state_dir(rt, settings) {
+        Err(ClientError::NotRunning(_)) => return None,
+        Err(e) => return Some(Err(Failure::failed(e))),
+        Ok(Some(theirs))
+            if Some(&theirs) != std::path::absolute(&settings.paths.state_dir).ok().as_ref() =>
+        {
+            return Some(Err(Failure::usage(anyhow::anyhow!(
+                "the daemon on {} manages {}, not {}: stop it, or name its state directory \
+                 (or another control_socket for a second device)",
+                socket.display(),
+                theirs.display(),
+                settings.paths.state_dir.display()
+            ))));
+        }
+        Ok(_) => {}
+    }
     let reply = match rt.block_on(send(socket, request)) {
         Err(ClientError::NotRunning(_)) => return None,
         Err(e) => return Some(Err(Failure::failed(e))),
@@ -194,7 +210,11 @@ pub fn via_daemon(
             "the daemon rejected the command: {error}"
         ))));
     }
-    errln!("command {id} accepted by the daemon");
+    errln!(
+        "command {id} accepted by the daemon on {} ({})",
+        socket.display(),
+        settings.paths.state_dir.display()
+    );
     if !wait {
         return Some(Ok(ExitCode::SUCCESS));
     }
@@ -223,6 +243,22 @@ pub fn via_daemon(
             }
         }
     }))
+}
+
+/// The state directory of the daemon that answers on the control socket (`Ok(None)` when it
+/// does not say).
+pub fn daemon_state_dir(
+    rt: &tokio::runtime::Runtime,
+    settings: &Settings,
+) -> Result<Option<std::path::PathBuf>, crate::control::client::ClientError> {
+    let request = serde_json::json!({"id": command_id("status"), "command": "status"});
+    let reply = rt.block_on(crate::control::client::request(
+        &settings.paths.control_socket,
+        &request,
+    ))?;
+    Ok(reply
+        .status
+        .and_then(|s| s.get("state_dir").and_then(|d| d.as_str()).map(Into::into)))
 }
 
 /// The IDF part of a request: a URL stays a URL for the daemon to fetch, a file is read here

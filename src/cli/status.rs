@@ -22,8 +22,23 @@ pub struct Args {
 }
 
 pub fn run(global: &Global, args: Args) -> CmdResult {
-    // Status reads state and asks the daemon: no password or credential is needed.
-    let settings = global.settings_with(crate::config::FileAccess::Skip)?;
+    // Status reads state and asks the daemon: no password or credential is needed, and a
+    // configuration that cannot be read whole (a typo the daemon survived with its previous
+    // one) must not hide what the device is doing.
+    let settings = match global.settings_with(crate::config::FileAccess::Skip) {
+        Ok(settings) => settings,
+        Err(failure) => {
+            let paths = global.config.paths_only();
+            errln!(
+                "igel-update-agent: warning: {}; showing the status of the daemon on {} or of \
+                 {} without the configuration",
+                crate::report::clean(&failure.to_string()),
+                paths.control_socket.display(),
+                paths.state_dir.display()
+            );
+            crate::config::Settings::defaults(paths)
+        }
+    };
     let rt = super::runtime()?;
     if args.watch {
         return watch(&rt, &settings);
@@ -69,7 +84,22 @@ fn current(
         &request,
     )) && let Some(status) = reply.status
     {
-        return Ok(status);
+        let ours = std::path::absolute(&settings.paths.state_dir).ok();
+        let theirs = status["state_dir"].as_str().map(std::path::PathBuf::from);
+        match theirs {
+            Some(theirs) if Some(&theirs) != ours.as_ref() => {
+                static SAID: std::sync::Once = std::sync::Once::new();
+                SAID.call_once(|| {
+                    tracing::warn!(
+                        "the daemon on {} manages {}; showing {} from its state.json instead",
+                        settings.paths.control_socket.display(),
+                        theirs.display(),
+                        settings.paths.state_dir.display()
+                    )
+                });
+            }
+            _ => return Ok(status),
+        }
     }
     let state = read_state(&settings.paths.state_dir)
         .map_err(Failure::failed)?

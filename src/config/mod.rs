@@ -211,6 +211,36 @@ impl ConfigSource {
         Ok(settings)
     }
 
+    /// The paths alone, for a command that must answer even when the configuration cannot be
+    /// read whole (`status`): `[paths]` from the main file if it is TOML at all, else the
+    /// defaults (and `--state-dir`).
+    pub fn paths_only(&self) -> settings::PathSettings {
+        let table: Option<toml::Table> = std::fs::read_to_string(&self.path)
+            .ok()
+            .and_then(|t| t.parse().ok());
+        let paths = table
+            .as_ref()
+            .and_then(|t| t.get("paths"))
+            .and_then(|p| p.as_table());
+        let get = |key: &str| {
+            paths
+                .and_then(|p| p.get(key))
+                .and_then(|v| v.as_str())
+                .map(PathBuf::from)
+        };
+        let state_dir = self
+            .state_dir
+            .clone()
+            .or_else(|| get("state_dir"))
+            .unwrap_or_else(|| PathBuf::from(settings::DEFAULT_STATE_DIR));
+        settings::PathSettings {
+            apps_dir: get("apps_dir").unwrap_or_else(|| state_dir.join("apps")),
+            control_socket: get("control_socket")
+                .unwrap_or_else(|| PathBuf::from(settings::DEFAULT_CONTROL_SOCKET)),
+            state_dir,
+        }
+    }
+
     /// Like [`ConfigSource::load`], with `persisted` instead of what the state directory
     /// holds. A problem with a group in `touched` is an error instead of being set aside (a
     /// `settings` command that would not apply is rejected).

@@ -41,6 +41,17 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// The defaults with these paths, for a command that shows state without a readable
+    /// configuration.
+    pub fn defaults(paths: PathSettings) -> Settings {
+        let state_dir = paths.state_dir.clone();
+        let mut settings = validate(Inputs::default(), Some(&state_dir), super::FileAccess::Skip)
+            // Nothing is given, so nothing can be invalid: the defaults always validate.
+            .unwrap_or_else(|_| unreachable!("the defaults validate"));
+        settings.paths = paths;
+        settings
+    }
+
     /// The UMS channel to use, when `[ums]` names at least one URL.
     pub fn ums(&self) -> Option<&UmsSettings> {
         self.ums.as_ref().filter(|u| !u.urls.is_empty())
