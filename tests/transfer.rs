@@ -149,6 +149,56 @@ fn refused_connection_falls_over_to_next() {
     );
 }
 
+/// Issue 11.4: with the highest-priority mirror down, one delivery of two apps (each `latest`,
+/// each with two files) needs two listings, two `app.json` and four files. The mirror must cost
+/// its retries once for all of them, not once per request.
+#[test]
+fn a_dead_mirror_costs_its_retries_once_per_delivery() {
+    let root = temp_dir("repo");
+    let mut wanted = Vec::new();
+    for (seed, app) in [(70, "firefox"), (80, "zoom")] {
+        let files = [
+            ("a.bin", pseudo_random_bytes(seed, 40_000)),
+            ("b.bin", pseudo_random_bytes(seed + 1, 50_000)),
+        ];
+        write_app(root.path(), app, "1.0", &files, false);
+        wanted.push((app, files));
+    }
+    let apache = Apache::builder(root.path()).start();
+    let port = closed_port();
+    let device = Device::new(&[
+        RepoConf::new("dead", &format!("http://127.0.0.1:{port}/"), 200),
+        RepoConf::new("alive", &apache.url(), 100),
+    ]);
+
+    let idf = device.write_idf(&[("firefox", "latest", None), ("zoom", "latest", None)]);
+    let run = device.deliver_idf(&idf);
+    run.assert_success();
+
+    for (app, files) in &wanted {
+        for (path, data) in files {
+            device.assert_delivered((app, "1.0"), path, data, "alive");
+        }
+    }
+    // retries = 1: the first request to fail logs one retry, and no later request tries again.
+    let retries: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.contains("retrying in"))
+        .collect();
+    assert_eq!(
+        retries.len(),
+        1,
+        "the dead mirror was retried more than once:\n{}",
+        run.stderr
+    );
+    assert!(
+        retries[0].contains("dead"),
+        "the retry is not the dead mirror's: {}",
+        retries[0]
+    );
+}
+
 #[test]
 fn latest_resolves_to_the_highest_version_of_the_highest_priority_repository() {
     let root_a = temp_dir("repo");

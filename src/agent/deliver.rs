@@ -22,6 +22,7 @@ impl Agent {
     /// (the IDF of the last Update or assignment) as it is.
     pub async fn deliver(&self, idf: &Idf) -> Result<Outcome, AgentError> {
         self.require_repositories()?;
+        self.unreachable.clear();
         let (planned, failed) = self.unless_cancelled(self.plan(idf)).await?;
         let mut outcome = self
             .unless_cancelled(self.transfer(&planned, failed))
@@ -107,6 +108,7 @@ impl Agent {
                     bytes_per_sec: self.settings.update.low_speed_limit,
                     time: self.settings.update.low_speed_time,
                 },
+                self.unreachable.clone(),
             );
             let results = join_all(
                 to_fetch

@@ -67,6 +67,8 @@ pub struct Agent {
     repositories: Vec<Arc<Repository>>,
     policy: RetryPolicy,
     cancel: Arc<cancel::Cancel>,
+    /// Repositories found unreachable during the command that runs.
+    unreachable: Arc<crate::transfer::retry::Unreachable>,
 }
 
 impl Agent {
@@ -88,6 +90,7 @@ impl Agent {
             repositories,
             policy,
             cancel: Arc::default(),
+            unreachable: Arc::default(),
         };
         Ok(agent)
     }
@@ -204,11 +207,9 @@ impl Agent {
     async fn plan(&self, idf: &Idf) -> (Vec<PlannedApp>, Vec<(String, String)>) {
         let (mut planned, mut failed) = (Vec::new(), Vec::new());
         for wanted in &idf.apps {
-            let result = match plan::resolve_version(&self.repositories, &self.policy, wanted).await
-            {
-                Ok(resolved) => {
-                    plan::fetch_manifest(&self.repositories, &self.policy, &resolved).await
-                }
+            let (repos, policy, down) = (&self.repositories, &self.policy, &*self.unreachable);
+            let result = match plan::resolve_version(repos, policy, down, wanted).await {
+                Ok(resolved) => plan::fetch_manifest(repos, policy, down, &resolved).await,
                 Err(e) => Err(e),
             };
             match result {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::idf::WantedApp;
 use crate::manifest::{MAX_MANIFEST_BYTES, Manifest, check_version, compare_versions, sha256_hex};
 use crate::repository::Repository;
-use crate::transfer::retry::{RetryPolicy, retrying};
+use crate::transfer::retry::{RetryPolicy, Unreachable, retrying};
 
 /// An app whose version and manifest are known.
 #[derive(Debug, Clone)]
@@ -38,6 +38,7 @@ fn reasons_text(reasons: &[String]) -> String {
 pub async fn resolve_version(
     repos: &[Arc<Repository>],
     policy: &RetryPolicy,
+    down: &Unreachable,
     app: &WantedApp,
 ) -> Result<WantedApp, PlanError> {
     if !app.wants_latest() {
@@ -45,6 +46,10 @@ pub async fn resolve_version(
     }
     let mut reasons = Vec::new();
     for repo in repos {
+        if let Some(reason) = down.skipped(repo.name()) {
+            reasons.push(format!("{}: {reason}", repo.name()));
+            continue;
+        }
         let dir = format!("{}/", app.name);
         let listing = retrying(policy, &format!("{}: listing {dir}", repo.name()), || {
             repo.list(&dir)
@@ -70,6 +75,7 @@ pub async fn resolve_version(
                 }
             }
             Err(e) => {
+                down.note(repo.name(), &e);
                 // A higher-priority mirror that answers nonsense is worth knowing about even
                 // when the next one resolves `latest`.
                 if !e.is_not_found() {
@@ -91,11 +97,16 @@ pub async fn resolve_version(
 pub async fn fetch_manifest(
     repos: &[Arc<Repository>],
     policy: &RetryPolicy,
+    down: &Unreachable,
     app: &WantedApp,
 ) -> Result<PlannedApp, PlanError> {
     let path = format!("{}/{}/app.json", app.name, app.version);
     let mut reasons = Vec::new();
     for repo in repos {
+        if let Some(reason) = down.skipped(repo.name()) {
+            reasons.push(format!("{}: {reason}", repo.name()));
+            continue;
+        }
         let bytes = match retrying(policy, &format!("{}: {path}", repo.name()), || {
             repo.fetch_small(&path, MAX_MANIFEST_BYTES)
         })
@@ -103,6 +114,7 @@ pub async fn fetch_manifest(
         {
             Ok(b) => b,
             Err(e) => {
+                down.note(repo.name(), &e);
                 reasons.push(format!("{}: {e}", repo.name()));
                 continue;
             }

@@ -41,6 +41,7 @@ pub const SUCCESSFUL: &str = "Update successful";
 impl Agent {
     pub async fn update(&self, idf: &Idf, options: &UpdateOptions) -> Result<Outcome, AgentError> {
         self.require_repositories()?;
+        self.unreachable.clear();
         let (planned, failed) = self.unless_cancelled(self.plan(idf)).await?;
         // The digest of the assigned IDF with resolved versions; an app that could not be
         // planned counts as written, so a failed update still shows which IDF it was.

@@ -162,10 +162,11 @@ async fn resolve(
     policy: &RetryPolicy,
     app: &WantedApp,
 ) -> Result<Manifest, String> {
-    let resolved = crate::agent::plan::resolve_version(usable, policy, app)
+    let down = crate::transfer::retry::Unreachable::default();
+    let resolved = crate::agent::plan::resolve_version(usable, policy, &down, app)
         .await
         .map_err(|e| e.to_string())?;
-    crate::agent::plan::fetch_manifest(usable, policy, &resolved)
+    crate::agent::plan::fetch_manifest(usable, policy, &down, &resolved)
         .await
         .map(|p| p.manifest)
         .map_err(|e| e.to_string())
@@ -328,8 +329,13 @@ async fn own_latest(repo: &Arc<Repository>, resolved: &[(String, String)], idf: 
             .iter()
             .find(|(n, _)| *n == app.name)
             .map(|(_, v)| v);
-        let own =
-            crate::agent::plan::resolve_version(std::slice::from_ref(repo), &no_retries, app).await;
+        let own = crate::agent::plan::resolve_version(
+            std::slice::from_ref(repo),
+            &no_retries,
+            &crate::transfer::retry::Unreachable::default(),
+            app,
+        )
+        .await;
         if let (Ok(own), Some(taken)) = (own, taken)
             && &own.version != taken
         {

@@ -14,12 +14,9 @@
 mod part;
 pub mod retry;
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
-
-use parking_lot::Mutex;
 
 use bytes::Bytes;
 
@@ -102,7 +99,7 @@ pub struct Transfer {
     bandwidth: Arc<Bandwidth>,
     policy: RetryPolicy,
     stall: Stall,
-    down: Mutex<HashMap<String, String>>,
+    down: Arc<retry::Unreachable>,
 }
 
 enum Attempt {
@@ -124,13 +121,14 @@ impl Transfer {
         bandwidth: Arc<Bandwidth>,
         policy: RetryPolicy,
         stall: Stall,
+        down: Arc<retry::Unreachable>,
     ) -> Transfer {
         Transfer {
             repositories,
             bandwidth,
             policy,
             stall,
-            down: Mutex::new(HashMap::new()),
+            down,
         }
     }
 
@@ -162,15 +160,13 @@ impl Transfer {
         let mut reasons = Vec::new();
         let mut index = 0;
         while let Some(repo) = self.repositories.get(index) {
-            let result = match self.down_reason(repo.name()) {
+            let result = match self.down.skipped(repo.name()) {
                 Some(reason) => Err(Attempt::Down(reason)),
                 None => self.fetch_from(repo, job, &mut pipe, observer).await,
             };
             let not_found = matches!(&result, Err(Attempt::Repo(e)) if e.is_not_found());
             let reason = match result {
-                Err(Attempt::Down(reason)) => {
-                    format!("skipped, unreachable earlier in this update ({reason})")
-                }
+                Err(Attempt::Down(reason)) => reason,
                 Err(Attempt::Local(e)) => return Err(local(e)),
                 Err(Attempt::Repo(e)) => format!("{e}"),
                 Ok(()) => {
@@ -218,16 +214,6 @@ impl Transfer {
         })
     }
 
-    fn down_reason(&self, repository: &str) -> Option<String> {
-        self.down.lock().get(repository).cloned()
-    }
-
-    fn mark_down(&self, repository: &str, error: &RepositoryError) {
-        self.down
-            .lock()
-            .insert(repository.to_string(), error.to_string());
-    }
-
     /// Tries one repository until the file is complete or the retries are used up.
     async fn fetch_from(
         &self,
@@ -250,14 +236,12 @@ impl Transfer {
             failures = if pipe.len() > before { 1 } else { failures + 1 };
             let Some(pause) = self.policy.next_pause(failures, &error) else {
                 // Unreachable or too slow: the files after this one need not find out again.
-                if matches!(error, RepositoryError::Connection { .. }) {
-                    self.mark_down(repo.name(), &error);
-                }
+                self.down.note(repo.name(), &error);
                 return Err(Attempt::Repo(error));
             };
             tracing::info!(
                 app = %job.app, version = %job.version, repository = repo.name(),
-                "{}: {error}; retrying in {:.1}s", job.spec.path, pause.as_secs_f64()
+                "{}: {}: {error}; retrying in {:.1}s", repo.name(), job.spec.path, pause.as_secs_f64()
             );
             tokio::time::sleep(pause).await;
         }

@@ -53,6 +53,37 @@ impl RetryPolicy {
     }
 }
 
+/// The repositories that stayed unreachable through all their retries during one command:
+/// every later request of that command (a listing, an `app.json`, a file) skips them at once,
+/// so a dead mirror costs its retries once per update, not once per request.
+#[derive(Debug, Default)]
+pub struct Unreachable(parking_lot::Mutex<std::collections::HashMap<String, String>>);
+
+impl Unreachable {
+    /// Forgets everything (a new command starts).
+    pub fn clear(&self) {
+        self.0.lock().clear();
+    }
+
+    /// Why `repository` is skipped, if it is.
+    pub fn skipped(&self, repository: &str) -> Option<String> {
+        self.0
+            .lock()
+            .get(repository)
+            .map(|reason| format!("skipped, unreachable earlier in this update ({reason})"))
+    }
+
+    /// Remembers `repository` as unreachable when `error` says it is (not for a 404 or a
+    /// bad document: those are about one request).
+    pub fn note(&self, repository: &str, error: &RepositoryError) {
+        if matches!(error, RepositoryError::Connection { .. }) {
+            self.0
+                .lock()
+                .insert(repository.to_string(), error.to_string());
+        }
+    }
+}
+
 /// Runs a small request (a listing, an `app.json`) with the same retry rules as a file:
 /// retryable failures are tried again after a pause, up to `policy.retries` times.
 pub async fn retrying<T, F, Fut>(
