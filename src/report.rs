@@ -17,8 +17,31 @@ pub enum Phase {
     InstallationCompleted,
 }
 
-/// `Update in progress (Transfer started – 2026-11-22 16:35:00)`, local time, en dash.
-pub fn status_text(phase: Phase) -> String {
+/// Which command the status texts speak of. An Update (DESIGN 7: IGEL's words) ends with
+/// `Update successful`; a Delivery, or the transfer of an assigned IDF, ends with
+/// `Delivery successful`, so that a transfer that has ended never reads as one that runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Command {
+    #[default]
+    Update,
+    Delivery,
+}
+
+impl Command {
+    pub fn word(self) -> &'static str {
+        match self {
+            Command::Update => "Update",
+            Command::Delivery => "Delivery",
+        }
+    }
+}
+
+/// The outcome of a successful Delivery (transferred and staged; nothing activated).
+pub const DELIVERY_SUCCESSFUL: &str = "Delivery successful";
+
+/// `Update in progress (Transfer started – 2026-11-22 16:35:00)`, local time, en dash; a
+/// Delivery says `Delivery in progress (...)`.
+pub fn status_text(command: Command, phase: Phase) -> String {
     let step = match phase {
         Phase::TransferStarted => "Transfer started",
         Phase::TransferCompleted => "Transfer completed",
@@ -26,7 +49,19 @@ pub fn status_text(phase: Phase) -> String {
         Phase::InstallationCompleted => "Installation completed",
     };
     let now = chrono::Local::now().format("%Y-%m-%d %H:%M:%S");
-    format!("Update in progress ({step} \u{2013} {now})")
+    format!("{} in progress ({step} \u{2013} {now})", command.word())
+}
+
+/// The command a status text says is running, if it says one is.
+pub fn in_progress(text: &str) -> Option<Command> {
+    [Command::Update, Command::Delivery]
+        .into_iter()
+        .find(|c| text.starts_with(&format!("{} in progress (", c.word())))
+}
+
+/// Whether a status text is the outcome of a failed Update or Delivery.
+pub fn is_failure(text: &str) -> bool {
+    text.starts_with("Update failed") || text.starts_with("Delivery failed")
 }
 
 /// Text that came from outside (a server's answer in an error, a listing, a header) made safe
@@ -52,9 +87,15 @@ pub fn clean(text: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(out)
 }
 
-/// `Update failed: <app>: <reason>`, with the reason [`clean`]ed.
-pub fn failed_status(app: &str, reason: &str) -> String {
-    format!("Update failed: {app}: {}", clean(reason))
+/// `Update failed: <app>: <reason>` (a Delivery: `Delivery failed: ...`), with the reason
+/// [`clean`]ed.
+pub fn failed_status(command: Command, app: &str, reason: &str) -> String {
+    format!("{} failed: {app}: {}", command.word(), clean(reason))
+}
+
+/// `Update failed: <reason>` for a failure that concerns no single app.
+pub fn command_failed(command: Command, reason: &str) -> String {
+    format!("{} failed: {}", command.word(), clean(reason))
 }
 
 pub fn human_bytes(n: u64) -> String {
@@ -272,7 +313,7 @@ mod tests {
 
     #[test]
     fn status_texts_use_the_igel_words_and_an_en_dash() {
-        let text = status_text(Phase::TransferStarted);
+        let text = status_text(Command::Update, Phase::TransferStarted);
         assert!(
             text.starts_with("Update in progress (Transfer started \u{2013} "),
             "{text}"
@@ -285,6 +326,30 @@ mod tests {
             chrono::NaiveDateTime::parse_from_str(stamp, "%Y-%m-%d %H:%M:%S").is_ok(),
             "{stamp}"
         );
+    }
+
+    #[test]
+    fn a_delivery_has_its_own_words_and_outcome() {
+        let text = status_text(Command::Delivery, Phase::TransferStarted);
+        assert!(
+            text.starts_with("Delivery in progress (Transfer started"),
+            "{text}"
+        );
+        assert_eq!(in_progress(&text), Some(Command::Delivery));
+        let text = status_text(Command::Update, Phase::InstallationStarted);
+        assert_eq!(in_progress(&text), Some(Command::Update));
+        for ended in [
+            DELIVERY_SUCCESSFUL,
+            "Update successful",
+            "Update not necessary",
+        ] {
+            assert_eq!(in_progress(ended), None, "{ended}");
+            assert!(!is_failure(ended), "{ended}");
+        }
+        let failed = failed_status(Command::Delivery, "zoom", "404\n");
+        assert_eq!(failed, "Delivery failed: zoom: 404\\u{a}");
+        assert!(is_failure(&failed));
+        assert!(is_failure(&command_failed(Command::Update, "cancelled")));
     }
 
     #[test]

@@ -669,3 +669,157 @@ fn commands_name_the_daemon_and_never_act_on_another_state_directory() {
         status.stdout
     );
 }
+
+/// The IDF file for `APP` 1.0 in the device's directory.
+fn idf_file(device: &Device) -> String {
+    let path = device.root().join("idf.json");
+    std::fs::write(&path, idf(&[(APP, "1.0")]).to_string()).expect("cannot write the IDF");
+    path_str(&path)
+}
+
+/// `status --json` run as a command (from the daemon when it runs, else from state.json).
+fn cli_status(device: &Device) -> serde_json::Value {
+    device
+        .agent()
+        .run(&["status", "--json"], JOB_TIMEOUT)
+        .assert_success()
+        .json()
+}
+
+/// Issue 11.5: a finished delivery has an outcome of its own; nothing says it still runs.
+#[test]
+fn a_delivery_ends_with_its_own_outcome_through_the_daemon() {
+    let repo = Repo::start();
+    repo.add(APP, "1.0", false);
+    let device = Device::new(&repo, "");
+    let _daemon = device.start();
+    let idf_path = idf_file(&device);
+
+    let out = device
+        .agent()
+        .run(&["delivery", "--idf", &idf_path, "--wait"], JOB_TIMEOUT);
+
+    out.assert_success();
+    assert!(out.stderr.contains("Delivery successful"), "{}", out.stderr);
+    assert!(!out.stderr.contains("in progress"), "{}", out.stderr);
+    assert_eq!(cli_status(&device)["update_status"], "Delivery successful");
+
+    // An app no repository has: the delivery fails, and says so with its exit code.
+    let missing = device.root().join("missing.json");
+    std::fs::write(&missing, idf(&[("nosuchapp", "1.0")]).to_string()).expect("cannot write");
+    let out = device.agent().run(
+        &["delivery", "--idf", &path_str(&missing), "--wait"],
+        JOB_TIMEOUT,
+    );
+    out.assert_code(1);
+    assert!(
+        out.stderr.contains("Delivery failed: nosuchapp"),
+        "{}",
+        out.stderr
+    );
+}
+
+/// Issue 11.5: a daemon stopped during a transfer leaves a journal that says so, and the
+/// command runs again (and completes) at its next start.
+#[test]
+fn a_daemon_stopped_mid_transfer_records_the_interruption_and_resumes_at_start() {
+    let repo = Repo::start();
+    let (device, mut daemon, data, _) = daemon_common::throttled_delivery(&repo);
+    daemon.signal(nix::sys::signal::Signal::SIGTERM);
+    daemon.wait_exit(JOB_TIMEOUT);
+
+    let status = cli_status(&device);
+    let text = status["update_status"].as_str().unwrap_or_default();
+    assert!(
+        text.starts_with("Delivery failed: interrupted: the daemon stopped"),
+        "{status:#}"
+    );
+    let entry = app_entry(&status, APP).expect("listed");
+    assert_eq!(entry["state"], "download-failed", "{status:#}");
+
+    device.write_config("");
+    let mut daemon = device.start();
+    let status = daemon.wait_for("the delivery to run again", JOB_TIMEOUT, |s| {
+        s["update_status"] == "Delivery successful"
+    });
+    assert_eq!(
+        app_state(&status, APP).as_deref(),
+        Some("marked-for-installation"),
+        "{status:#}"
+    );
+    device.assert_staged_bytes(APP, "1.0", &data);
+    assert!(daemon.is_running());
+}
+
+/// A delivery in this process (no daemon) under a 256KB limit, well into its transfer.
+fn slow_delivery_here(repo: &Repo) -> (Device, support::RunningAgent, Vec<u8>) {
+    let data = publish_large(repo, APP, "1.0", 3 * 1024 * 1024);
+    let device = Device::new(repo, &limit("256KB"));
+    let idf = idf_file(&device);
+    let mut running = device.agent().spawn(&["delivery", "--idf", &idf]);
+    running.wait_for_stderr("Transfer started", JOB_TIMEOUT);
+    std::thread::sleep(Duration::from_millis(800));
+    (device, running, data)
+}
+
+/// Issue 11.5: Ctrl-C of a delivery in this process records what happened (not
+/// `downloading` and `Transfer started` until the next run), keeps the partial file and exits
+/// 130; the next run resumes and completes.
+#[test]
+fn ctrl_c_of_a_delivery_here_records_the_interruption() {
+    let repo = Repo::start();
+    let (device, mut running, data) = slow_delivery_here(&repo);
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(running.pid()).expect("pid"));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).expect("cannot send SIGINT");
+
+    let out = running.wait(JOB_TIMEOUT);
+    out.assert_code(130);
+    assert!(
+        out.stderr
+            .contains("Delivery failed: interrupted by SIGINT"),
+        "{}",
+        out.stderr
+    );
+    let status = cli_status(&device);
+    let entry = app_entry(&status, APP).expect("listed");
+    assert_eq!(entry["state"], "download-failed", "{status:#}");
+    let error = entry["error"].as_str().unwrap_or_default();
+    assert!(error.starts_with("interrupted by SIGINT"), "{status:#}");
+    let part = device.part(APP, "1.0", &lifecycle_common::payload_name(APP));
+    let kept = std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
+    assert!(kept > 0, "no partial download kept at {}", part.display());
+
+    device.write_config("");
+    let idf = idf_file(&device);
+    device
+        .agent()
+        .run(&["delivery", "--idf", &idf], JOB_TIMEOUT)
+        .assert_success();
+    device.assert_staged_bytes(APP, "1.0", &data);
+    assert_eq!(cli_status(&device)["update_status"], "Delivery successful");
+}
+
+/// Issue 11.5: after a kill nothing can record, `status` does not claim a transfer that no
+/// process runs: it shows what the next start records.
+#[test]
+fn status_after_a_killed_delivery_says_it_was_interrupted() {
+    let repo = Repo::start();
+    let (device, mut running, _data) = slow_delivery_here(&repo);
+    running.kill_hard();
+
+    let status = cli_status(&device);
+    let text = status["update_status"].as_str().unwrap_or_default();
+    assert!(
+        text.starts_with("Delivery failed: interrupted: the agent stopped"),
+        "{status:#}"
+    );
+    let entry = app_entry(&status, APP).expect("listed");
+    assert_eq!(entry["state"], "download-failed", "{status:#}");
+    let plain = device
+        .agent()
+        .run(&["status"], JOB_TIMEOUT)
+        .assert_success()
+        .stdout
+        .clone();
+    assert!(!plain.contains("in progress"), "{plain}");
+}

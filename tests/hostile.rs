@@ -488,7 +488,7 @@ fn the_running_command_can_be_cancelled_until_its_installation_starts() {
     let st = daemon.wait_for("the delivery to stop", daemon_common::JOB_TIMEOUT, |s| {
         daemon_common::queue(s).is_empty()
     });
-    assert_eq!(st["update_status"], "Update failed: cancelled", "{st:#}");
+    assert_eq!(st["update_status"], "Delivery failed: cancelled", "{st:#}");
     let app = lifecycle_common::app_entry(&st, APP).unwrap();
     assert_eq!(app["state"], "download-failed", "{st:#}");
     assert_eq!(app["error"], "cancelled", "{st:#}");

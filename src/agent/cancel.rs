@@ -1,8 +1,10 @@
 //! Cancelling the command that runs (DESIGN 7 `cancel`): while versions are planned and
 //! transferred, a cancel stops it at once (the transfers are dropped, their part files kept for
 //! a later resume, the apps `download-failed` with the reason, the status `Update failed:
-//! cancelled`). Once the installation has started it runs to its end: a half-done activation
-//! is exactly what the agent never leaves behind.
+//! cancelled` or `Delivery failed: cancelled`). Ctrl-C of a command running in its own process
+//! goes the same way with its own reason (`interrupted by SIGINT`). Once the installation has
+//! started it runs to its end: a half-done activation is exactly what the agent never leaves
+//! behind.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,6 +19,8 @@ pub struct Cancel {
     /// that just ended never stops the next one.
     armed: Mutex<Option<String>>,
     requested: AtomicBool,
+    /// What the stopped command reports: `cancelled`, or the signal that interrupted it.
+    reason: Mutex<String>,
     installing: AtomicBool,
     notify: Notify,
 }
@@ -47,6 +51,11 @@ impl Cancel {
 
     /// Asks command `target` to stop, if it is the one that runs.
     pub fn request(&self, target: &str) -> Result<(), Refused> {
+        self.request_because(target, "cancelled")
+    }
+
+    /// Asks command `target` to stop for `reason` (what its apps and status then say).
+    pub fn request_because(&self, target: &str, reason: &str) -> Result<(), Refused> {
         let armed = self.armed.lock();
         if armed.as_deref() != Some(target) {
             return Err(Refused::NotRunning);
@@ -54,6 +63,7 @@ impl Cancel {
         if self.installing.load(Ordering::SeqCst) {
             return Err(Refused::TooLate);
         }
+        *self.reason.lock() = reason.to_string();
         self.requested.store(true, Ordering::SeqCst);
         self.notify.notify_waiters();
         Ok(())
@@ -63,6 +73,16 @@ impl Cancel {
     pub(super) fn enter_installation(&self) -> bool {
         self.installing.store(true, Ordering::SeqCst);
         !self.requested.load(Ordering::SeqCst)
+    }
+
+    /// Why the command was stopped.
+    pub(super) fn reason(&self) -> String {
+        let reason = self.reason.lock();
+        if reason.is_empty() {
+            "cancelled".to_string()
+        } else {
+            reason.clone()
+        }
     }
 
     pub(super) fn is_requested(&self) -> bool {

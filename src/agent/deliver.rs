@@ -22,26 +22,27 @@ impl Agent {
     /// (the IDF of the last Update or assignment) as it is.
     pub async fn deliver(&self, idf: &Idf) -> Result<Outcome, AgentError> {
         self.require_repositories()?;
-        self.unreachable.clear();
+        self.begin(report::Command::Delivery);
         let (planned, failed) = self.unless_cancelled(self.plan(idf)).await?;
         let mut outcome = self
             .unless_cancelled(self.transfer(&planned, failed))
             .await??;
         if outcome.is_success() {
-            outcome.status = report::status_text(Phase::TransferCompleted);
+            outcome.status = report::DELIVERY_SUCCESSFUL.to_string();
+            tracing::info!("{}", outcome.status);
             self.set_status(outcome.status.clone())?;
         }
         Ok(outcome)
     }
 
     /// Transfers and stages the planned apps. Sets "Transfer started", and on failure
-    /// "Update failed: ..."; the caller says what success means.
+    /// "Update failed: ..." (or "Delivery failed: ..."); the caller says what success means.
     pub(super) async fn transfer(
         &self,
         planned: &[PlannedApp],
         failed: Vec<(String, String)>,
     ) -> Result<Outcome, AgentError> {
-        let status = report::status_text(Phase::TransferStarted);
+        let status = report::status_text(self.words(), Phase::TransferStarted);
         tracing::info!("{status}");
         self.set_status(status)?;
         let mut outcome = Outcome {
@@ -124,7 +125,7 @@ impl Agent {
             }
         }
         if let Some((app, reason)) = outcome.failed.first() {
-            outcome.status = report::failed_status(app, reason);
+            outcome.status = report::failed_status(self.words(), app, reason);
             tracing::error!("{}", outcome.status);
             self.set_status(outcome.status.clone())?;
         }

@@ -59,6 +59,10 @@ impl Outcome {
     }
 }
 
+/// Why a command that a crash or a kill ended did not finish (found at the next start).
+pub const INTERRUPTED: &str = "interrupted: the agent stopped before the command ended \
+     (partial downloads are kept and resume)";
+
 pub struct Agent {
     settings: Settings,
     store: Arc<Store>,
@@ -69,6 +73,8 @@ pub struct Agent {
     cancel: Arc<cancel::Cancel>,
     /// Repositories found unreachable during the command that runs.
     unreachable: Arc<crate::transfer::retry::Unreachable>,
+    /// Whose words the status texts of the command that runs use.
+    command: parking_lot::Mutex<crate::report::Command>,
 }
 
 impl Agent {
@@ -91,6 +97,7 @@ impl Agent {
             policy,
             cancel: Arc::default(),
             unreachable: Arc::default(),
+            command: parking_lot::Mutex::default(),
         };
         Ok(agent)
     }
@@ -111,7 +118,7 @@ impl Agent {
         if let Some(out) = self.cancel.run(work).await {
             return Ok(out);
         }
-        let reason = "cancelled".to_string();
+        let reason = self.cancel.reason();
         let transferring: Vec<String> = self
             .store
             .snapshot()
@@ -123,16 +130,55 @@ impl Agent {
         for app in transferring {
             self.transition(&app, Event::TransferFailed, Some(reason.clone()))?;
         }
-        let status = format!("Update failed: {reason}");
+        let status = crate::report::command_failed(self.words(), &reason);
         tracing::warn!("{status}; partial downloads are kept");
         self.set_status(status)?;
         Err(AgentError::Cancelled)
+    }
+
+    /// A command starts: its status texts use `command`'s words, and no repository is known
+    /// to be unreachable yet.
+    fn begin(&self, command: crate::report::Command) {
+        *self.command.lock() = command;
+        self.unreachable.clear();
+    }
+
+    fn words(&self) -> crate::report::Command {
+        *self.command.lock()
+    }
+
+    /// Records that the command that ran was stopped from outside (the daemon stops, or a
+    /// crash ended it): apps still `downloading` become `download-failed` with `reason`, and a
+    /// status that says a command is in progress becomes its failure. Nothing then claims a
+    /// transfer that no process is doing. Partial downloads stay for the next run to resume.
+    pub fn record_interruption(&self, reason: &str) -> Result<(), AgentError> {
+        let state = self.store.snapshot();
+        let downloading: Vec<String> = state
+            .apps
+            .iter()
+            .filter(|a| a.state == AppState::Downloading)
+            .map(|a| a.name.clone())
+            .collect();
+        for app in downloading {
+            self.transition(&app, Event::TransferFailed, Some(reason.to_string()))?;
+        }
+        if let Some(command) = state
+            .update_status
+            .as_deref()
+            .and_then(crate::report::in_progress)
+        {
+            let status = crate::report::command_failed(command, reason);
+            tracing::warn!("{status}");
+            self.set_status(status)?;
+        }
+        Ok(())
     }
 
     /// Before the first command: roll back an activation a crash interrupted, so every app is
     /// at a version that completed its activation, and apply the activation setting.
     pub fn recover(&self) -> Result<(), AgentError> {
         self.roll_back_interrupted()?;
+        self.record_interruption(INTERRUPTED)?;
         self.apply_policy()
     }
 

@@ -41,7 +41,13 @@ pub const SUCCESSFUL: &str = "Update successful";
 impl Agent {
     pub async fn update(&self, idf: &Idf, options: &UpdateOptions) -> Result<Outcome, AgentError> {
         self.require_repositories()?;
-        self.unreachable.clear();
+        // The transfer of an assigned IDF stages only: it speaks as a Delivery, so its end
+        // never reads as an update still in progress.
+        self.begin(if options.stage_only {
+            report::Command::Delivery
+        } else {
+            report::Command::Update
+        });
         let (planned, failed) = self.unless_cancelled(self.plan(idf)).await?;
         // The digest of the assigned IDF with resolved versions; an app that could not be
         // planned counts as written, so a failed update still shows which IDF it was.
@@ -83,11 +89,13 @@ impl Agent {
         if !outcome.is_success() {
             return Ok(outcome);
         }
-        let status = report::status_text(Phase::TransferCompleted);
+        let status = report::status_text(self.words(), Phase::TransferCompleted);
         tracing::info!("{status}");
         self.set_status(status.clone())?;
         if options.stage_only {
-            outcome.status = status;
+            outcome.status = report::DELIVERY_SUCCESSFUL.to_string();
+            tracing::info!("{}", outcome.status);
+            self.set_status(outcome.status.clone())?;
             return Ok(outcome);
         }
         if let Some(inform) = &options.inform_user
@@ -103,7 +111,7 @@ impl Agent {
         if !self.cancel.enter_installation() {
             return self.unless_cancelled(async {}).await.map(|()| outcome);
         }
-        let status = report::status_text(Phase::InstallationStarted);
+        let status = report::status_text(self.words(), Phase::InstallationStarted);
         tracing::info!("{status}");
         self.set_status(status)?;
         let activation = self.activate_staged(|_| true).await?;
@@ -145,7 +153,7 @@ impl Agent {
             tracing::info!("nothing to activate at boot");
             return Ok(Outcome::default());
         }
-        let status = report::status_text(Phase::InstallationStarted);
+        let status = report::status_text(self.words(), Phase::InstallationStarted);
         tracing::info!("{status}");
         self.set_status(status)?;
         let mut outcome = self.activate_staged(waiting).await?;
@@ -162,11 +170,11 @@ impl Agent {
         digest: Option<&str>,
     ) -> Result<(), StoreError> {
         if let Some((app, reason)) = outcome.failed.first() {
-            outcome.status = report::failed_status(app, reason);
+            outcome.status = report::failed_status(self.words(), app, reason);
             tracing::error!("{}", outcome.status);
             return self.set_status(outcome.status.clone());
         }
-        let status = report::status_text(Phase::InstallationCompleted);
+        let status = report::status_text(self.words(), Phase::InstallationCompleted);
         tracing::info!("{status}");
         self.set_status(status)?;
         outcome.status = SUCCESSFUL.to_string();

@@ -39,11 +39,23 @@ pub async fn run_job(
     show_progress: bool,
 ) -> CmdResult {
     let bandwidth = Bandwidth::new(settings.update.effective_limit());
-    let agent = Agent::new(settings, store.clone(), bandwidth).map_err(agent_failure)?;
+    let cancel = Arc::new(crate::agent::cancel::Cancel::default());
+    cancel.arm(THIS_PROCESS);
+    let agent = Agent::new(settings, store.clone(), bandwidth)
+        .map_err(agent_failure)?
+        .with_cancel(cancel.clone());
     if !matches!(job, Job::ActivateAtBoot) {
         agent.check_ready().map_err(agent_failure)?;
     }
     agent.recover().map_err(agent_failure)?;
+    // Ctrl-C or SIGTERM stops a transfer the way a cancel does, so the apps and the status say
+    // it was interrupted; a boot-time activation is left to the default (its crash recovery
+    // rolls back).
+    let caught = Arc::new(std::sync::atomic::AtomicI32::new(0));
+    let signals = match &job {
+        Job::ActivateAtBoot => None,
+        _ => Some(tokio::spawn(interrupt_on_signals(cancel, caught.clone())).abort_handle()),
+    };
     let progress = show_progress.then(|| tokio::spawn(print_progress(store.clone())));
     let outcome = match &job {
         Job::Delivery(idf) => agent.deliver(idf).await,
@@ -56,6 +68,16 @@ pub async fn run_job(
             errln!();
         }
     }
+    if let Some(signals) = signals {
+        signals.abort();
+    }
+    let signal = caught.load(std::sync::atomic::Ordering::SeqCst);
+    if signal != 0 && matches!(outcome, Err(AgentError::Cancelled)) {
+        let status = store.snapshot().update_status.unwrap_or_default();
+        errln!("{status}");
+        // The shell's convention for a command ended by a signal: 128 + its number.
+        return Ok(ExitCode::from(u8::try_from(128 + signal).unwrap_or(1)));
+    }
     let outcome = outcome.map_err(agent_failure)?;
     for (app, reason) in &outcome.failed {
         errln!("{app}: {}", crate::report::clean(reason));
@@ -64,6 +86,42 @@ pub async fn run_job(
         Ok(ExitCode::SUCCESS)
     } else {
         Ok(ExitCode::from(1))
+    }
+}
+
+/// The id under which this process's own command can be stopped.
+const THIS_PROCESS: &str = "this-process";
+
+/// The first SIGINT or SIGTERM stops the command that runs (as `interrupted by SIGINT`) unless
+/// its installation has started, which runs to its end; a second one ends the process at once
+/// (a cut activation is rolled back at the next start).
+async fn interrupt_on_signals(
+    cancel: Arc<crate::agent::cancel::Cancel>,
+    caught: Arc<std::sync::atomic::AtomicI32>,
+) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return;
+    };
+    loop {
+        let (name, number) = tokio::select! {
+            _ = int.recv() => ("SIGINT", nix::sys::signal::Signal::SIGINT as i32),
+            _ = term.recv() => ("SIGTERM", nix::sys::signal::Signal::SIGTERM as i32),
+        };
+        if caught.swap(number, std::sync::atomic::Ordering::SeqCst) != 0 {
+            errln!("\n{name} again: stopping now");
+            std::process::exit(128 + number);
+        }
+        let reason = format!(
+            "interrupted by {name} (partial downloads are kept and resume at the next run)"
+        );
+        match cancel.request_because(THIS_PROCESS, &reason) {
+            Ok(()) => errln!("\n{name}: stopping the transfers"),
+            Err(e) => errln!("\n{name}: {e}; {name} again stops at once"),
+        }
     }
 }
 
@@ -234,7 +292,7 @@ pub fn via_daemon(
             if !pending {
                 let text = status["update_status"].as_str().unwrap_or("").to_string();
                 errln!("{text}");
-                let failed = text.starts_with("Update failed");
+                let failed = crate::report::is_failure(&text);
                 return Ok(if failed {
                     ExitCode::from(1)
                 } else {

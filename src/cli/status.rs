@@ -101,9 +101,12 @@ fn current(
             _ => return Ok(status),
         }
     }
-    let state = read_state(&settings.paths.state_dir)
+    let mut state = read_state(&settings.paths.state_dir)
         .map_err(Failure::failed)?
         .unwrap_or_default();
+    if !crate::store::lock_held(&settings.paths.state_dir) {
+        state = state.as_interrupted(crate::agent::INTERRUPTED);
+    }
     let mut status = Status::new(settings, &state);
     status.commands = Some(
         state

@@ -105,6 +105,14 @@ pub async fn run(source: ConfigSource, store: Arc<Store>) -> Result<(), DaemonEr
     let result = daemon.clone().signals(signals).await;
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     worker.abort();
+    // The command that ran stays queued and runs again at the next start; until then nothing
+    // may say it is in progress.
+    let _ = worker.await;
+    let reason = "interrupted: the daemon stopped; the command runs again at its next start \
+                  (partial downloads are kept and resume)";
+    if let Err(e) = daemon.agent.read().clone().record_interruption(reason) {
+        tracing::error!("cannot record the interruption: {e}");
+    }
     server.abort();
     notifier.abort();
     let ums = daemon.ums.lock().take();

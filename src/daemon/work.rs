@@ -105,7 +105,13 @@ impl Daemon {
                 tracing::error!(command_id = %id, "command {id}: {reason}");
                 // A command that failed before the agent could say so (an IDF URL that does not
                 // answer, an unreadable stored IDF) must not leave an older outcome standing.
-                let status = format!("Update failed: {reason}");
+                let words = match command.command {
+                    Queued::Update(_) => crate::report::Command::Update,
+                    Queued::Delivery { .. } | Queued::Assign { .. } => {
+                        crate::report::Command::Delivery
+                    }
+                };
+                let status = crate::report::command_failed(words, &reason);
                 if let Err(e) = self.store.update(|s| s.update_status = Some(status)) {
                     tracing::error!(command_id = %id, "command {id}: cannot record the failure: {e}");
                 }

@@ -234,6 +234,42 @@ pub struct Store {
     _lock: File,
 }
 
+/// Whether a process (the daemon, or a command running in its own process) holds the lock of
+/// `state_dir`. `false` when there is no lock file or it cannot be opened: then nothing can
+/// hold it either.
+pub fn lock_held(state_dir: &Path) -> bool {
+    let Ok(file) = File::open(state_dir.join("lock")) else {
+        return false;
+    };
+    matches!(
+        file.try_lock_shared(),
+        Err(std::fs::TryLockError::WouldBlock)
+    )
+}
+
+impl State {
+    /// What the next start records of a command that no process runs any more (see
+    /// `Agent::record_interruption`): apps still `downloading` are `download-failed` with
+    /// `reason`, and a status that says a command is in progress is its failure. `status`
+    /// shows a journal that no process holds this way, so nothing reads as running that is not.
+    pub fn as_interrupted(mut self, reason: &str) -> State {
+        for app in &mut self.apps {
+            if app.state == AppState::Downloading {
+                app.state = AppState::DownloadFailed;
+                app.error = Some(reason.to_string());
+            }
+        }
+        if let Some(command) = self
+            .update_status
+            .as_deref()
+            .and_then(crate::report::in_progress)
+        {
+            self.update_status = Some(crate::report::command_failed(command, reason));
+        }
+        self
+    }
+}
+
 impl Store {
     /// Creates the layout if needed and takes the single-instance lock.
     pub fn open(paths: &PathSettings) -> Result<Store, StoreError> {
