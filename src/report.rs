@@ -174,6 +174,35 @@ pub struct Status {
     /// The state directory this status is of (absolute).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state_dir: Option<std::path::PathBuf>,
+    /// What an Update or Delivery without an IDF applies, and where that comes from
+    /// (`agent::wanted`); none when there is nothing to apply.
+    #[serde(default)]
+    pub wanted: Option<WantedStatus>,
+}
+
+/// The wanted apps and their source, as `status` shows them.
+#[derive(Debug, Serialize, serde::Deserialize)]
+pub struct WantedStatus {
+    pub source: crate::agent::wanted::Source,
+    pub apps: Vec<crate::idf::WantedApp>,
+    /// Set when the `[[app]]` tables are not what applies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+impl WantedStatus {
+    fn new(settings: &Settings, state: &State) -> Option<WantedStatus> {
+        let assigned = state
+            .idf
+            .as_ref()
+            .and_then(|r| crate::store::documents::read(&settings.paths.state_dir, r).ok());
+        let (idf, source) = crate::agent::wanted::wanted(assigned, settings, state)?;
+        Some(WantedStatus {
+            note: crate::agent::wanted::unused_config_apps(settings, source, &idf),
+            source,
+            apps: idf.apps,
+        })
+    }
 }
 
 impl Status {
@@ -210,6 +239,7 @@ impl Status {
                 .collect(),
             commands: None,
             state_dir: std::path::absolute(&settings.paths.state_dir).ok(),
+            wanted: WantedStatus::new(settings, state),
         }
     }
 
@@ -243,8 +273,33 @@ impl Status {
                 let _ = writeln!(out, "  {}: {}", item.name, item.reason);
             }
         }
+        match &self.wanted {
+            Some(w) => {
+                let apps: Vec<String> = w
+                    .apps
+                    .iter()
+                    .map(|a| format!("{} {}", a.name, a.version))
+                    .collect();
+                let _ = writeln!(
+                    out,
+                    "Wanted (from {}): {}",
+                    w.source.describe(),
+                    apps.join(", ")
+                );
+                if let Some(note) = &w.note {
+                    let _ = writeln!(out, "Note: {note}");
+                }
+            }
+            None => out.push_str(
+                "Wanted: nothing (no IDF assigned, no [[app]] tables in the configuration)\n",
+            ),
+        }
         if self.apps.is_empty() {
-            out.push_str("No apps assigned.\n");
+            if self.wanted.is_some() {
+                out.push_str(
+                    "No app on the device yet: the next update or delivery brings them.\n",
+                );
+            }
             out.push_str(&self.queue_text());
             return out;
         }

@@ -275,7 +275,7 @@ fn wanted_files_are_counted_on_every_repository_before_anything_was_applied() {
     assert_eq!(out.code, Some(0), "{}", out.stdout);
     assert!(
         out.stdout
-            .contains("OK   wanted apps: 1 apps from the configuration's [[app]] tables"),
+            .contains("OK   wanted apps: 1 app from the [[app]] tables of the configuration"),
         "{}",
         out.stdout
     );

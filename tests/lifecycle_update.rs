@@ -338,3 +338,79 @@ fn assert_unreadable_journal_is_reported(out: &support::RunOutput, detail: &str)
     );
     assert!(out.stderr.contains(detail), "stderr: {}", out.stderr);
 }
+
+/// Appends `[[app]]` tables to the device's configuration.
+fn add_config_apps(device: &transfer_common::Device, apps: &[(&str, &str)]) {
+    let path = device.root().join("agent.toml");
+    let mut text = fs::read_to_string(&path).expect("cannot read agent.toml");
+    for (name, version) in apps {
+        text.push_str(&format!(
+            "\n[[app]]\nname = {name:?}\nversion = {version:?}\n"
+        ));
+    }
+    fs::write(&path, text).expect("cannot write agent.toml");
+}
+
+/// Issue 11.6: one rule for which IDF applies. `[[app]]` applies until an IDF is assigned,
+/// `status` says where the wanted apps come from and when `[[app]]` is not used, an update
+/// without an IDF in its own process follows the assigned IDF like the daemon does, and
+/// `update --apps-from-config` assigns `[[app]]` explicitly.
+#[test]
+fn status_and_every_command_follow_one_rule_for_which_idf_applies() {
+    const OTHER: &str = "zoom";
+    let repo = Repo::start();
+    let first = repo.add(APP, "1.0", false);
+    let other = repo.add(OTHER, "2.0", false);
+    let device = repo.device("");
+    add_config_apps(&device, &[(OTHER, "2.0")]);
+
+    // A fresh state directory: the configuration's apps are wanted, and status says so.
+    let st = status(&device);
+    assert_eq!(st["wanted"]["source"], "configuration", "{st:#}");
+    assert_eq!(st["wanted"]["apps"][0]["name"], OTHER, "{st:#}");
+    let text = device.run(&["status"]).assert_success().stdout.clone();
+    assert!(
+        text.contains("Wanted (from the [[app]] tables of the configuration): zoom 2.0"),
+        "{text}"
+    );
+    assert!(!text.contains("No apps assigned"), "{text}");
+
+    // An IDF assigned by update --idf replaces [[app]] for every later command.
+    update(&device, &[(APP, "1.0")], &[]).assert_success();
+    let st = status(&device);
+    assert_eq!(st["wanted"]["source"], "assigned_idf", "{st:#}");
+    assert!(
+        st["wanted"]["note"]
+            .as_str()
+            .is_some_and(|n| n.contains("--apps-from-config")),
+        "{st:#}"
+    );
+    let out = device.run(&["update"]);
+    out.assert_success();
+    assert!(
+        out.stderr
+            .contains("the [[app]] tables of the configuration are not used"),
+        "{}",
+        out.stderr
+    );
+    assert_installed(&device, APP, "1.0", &first);
+    assert_eq!(
+        app_entry(&status(&device), OTHER),
+        None,
+        "[[app]] was applied"
+    );
+
+    // --apps-from-config assigns [[app]]: zoom comes, the app only the old IDF wanted leaves.
+    device
+        .run(&["update", "--apps-from-config"])
+        .assert_success();
+    assert_installed(&device, OTHER, "2.0", &other);
+    let st = status(&device);
+    assert_eq!(st["wanted"]["source"], "assigned_idf", "{st:#}");
+    assert!(st["wanted"]["note"].is_null(), "{st:#}");
+    assert_ne!(
+        app_entry(&st, APP).map(|a| a["state"].clone()),
+        Some(serde_json::json!("installed")),
+        "{st:#}"
+    );
+}

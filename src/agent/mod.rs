@@ -14,6 +14,7 @@ mod hook;
 pub mod lifecycle;
 pub mod plan;
 mod update;
+pub mod wanted;
 
 use std::sync::Arc;
 

@@ -25,43 +25,17 @@ use crate::transfer::RetryPolicy;
 /// At most this many missing files are named in one finding.
 const NAMED: usize = 5;
 
-/// The wanted state and where it came from: the assigned IDF, else the `[[app]]` tables, else
-/// the versions the device holds (as the daemon's Update command without an IDF).
+/// The wanted state and where it came from, by the rule of `agent::wanted` (the assigned
+/// IDF, else the `[[app]]` tables, else the versions the device holds).
 pub fn wanted(settings: &Settings, state: Option<&State>) -> Option<(Idf, String)> {
     let assigned = state.and_then(|s| s.idf.clone()).and_then(|r| {
         crate::store::documents::read(&settings.paths.state_dir, &r)
             .inspect_err(|e| tracing::warn!("the assigned IDF cannot be read: {e}"))
             .ok()
     });
-    match assigned {
-        Some(idf) => Some((idf, "the assigned IDF".into())),
-        None if !settings.apps.is_empty() => Some((
-            Idf {
-                apps: settings.apps.clone(),
-            },
-            "the configuration's [[app]] tables (no IDF assigned yet)".into(),
-        )),
-        None => {
-            let apps: Vec<WantedApp> = state?
-                .apps
-                .iter()
-                .filter(|a| {
-                    !a.version.is_empty() && a.state != crate::store::AppState::MarkedForRemoval
-                })
-                .map(|a| WantedApp {
-                    name: a.name.clone(),
-                    version: a.version.clone(),
-                    app_json_sha256: None,
-                })
-                .collect();
-            (!apps.is_empty()).then(|| {
-                (
-                    Idf { apps },
-                    "the versions on the device (no IDF assigned, no [[app]] table)".into(),
-                )
-            })
-        }
-    }
+    let empty = State::default();
+    let (idf, source) = crate::agent::wanted::wanted(assigned, settings, state.unwrap_or(&empty))?;
+    Some((idf, source.describe().to_string()))
 }
 
 /// One wanted file of a resolved version.
@@ -108,7 +82,11 @@ pub(super) async fn check(
         Level::Ok,
         "wanted",
         "apps",
-        format!("{} apps from {source}", idf.apps.len()),
+        format!(
+            "{} app{} from {source}",
+            idf.apps.len(),
+            if idf.apps.len() == 1 { "" } else { "s" }
+        ),
     )];
     let mut files = Vec::new();
     let mut resolved = Vec::new();

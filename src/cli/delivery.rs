@@ -6,7 +6,8 @@ use super::{CmdResult, Failure, Global};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// IDF as a JSON file or an http(s) URL; default: the [[app]] tables of the configuration.
+    /// IDF as a JSON file or an https URL; default: the IDF last assigned, else the [[app]]
+    /// tables of the configuration, else the versions on the device (`status` says which).
     #[arg(long, value_name = "FILE|URL")]
     idf: Option<String>,
     /// With a daemon: wait until the transfer ends (without one the command always waits).
@@ -23,10 +24,12 @@ pub fn run(global: &Global, args: Args) -> CmdResult {
         .map_err(Failure::usage)?;
     let rt = super::runtime()?;
     let mut request = idf_fields(args.idf.as_deref())?;
-    if request.contains_key("idf_url") {
+    if let Some(url) = request
+        .remove("idf_url")
+        .and_then(|u| u.as_str().map(String::from))
+    {
         // The delivery command has no idf_url: fetch it here.
-        request.clear();
-        let idf = rt.block_on(load_idf(args.idf.as_deref(), &settings))?;
+        let idf = rt.block_on(load_idf(&url, &settings))?;
         request.insert(
             "idf".into(),
             serde_json::to_value(idf).map_err(Failure::failed)?,

@@ -70,7 +70,7 @@ pub fn run(args: Args) -> CmdResult {
         errln!("demo: central repository http://{central}/ (Basic auth), branch-office mirror http://{branch}/");
         errln!("demo: configuration {}, state in {}", config.display(), settings.paths.state_dir.display());
         let store = Arc::new(Store::open(&settings.paths)?);
-        let idf = super::job::load_idf(None, &settings).await?;
+        let idf = crate::idf::Idf { apps: settings.apps.clone() };
         use super::job::{Job, run_job};
         errln!("\ndemo: 1. delivery: transfer and stage, never activate");
         let code = run_job(settings.clone(), store.clone(), Job::Delivery(idf.clone()), true).await?;

@@ -169,19 +169,8 @@ async fn print_progress(store: Arc<Store>) {
     }
 }
 
-/// Reads the IDF from a file or URL, or takes the configuration's `[[app]]` tables.
-pub async fn load_idf(source: Option<&str>, settings: &Settings) -> Result<Idf, Failure> {
-    let Some(source) = source else {
-        if settings.apps.is_empty() {
-            return Err(Failure::usage(anyhow::anyhow!(
-                "no IDF: pass --idf FILE|URL or add [[app]] tables to the configuration"
-            )));
-        }
-        let idf = Idf {
-            apps: settings.apps.clone(),
-        };
-        return Ok(idf);
-    };
+/// Reads the IDF from a file or URL.
+pub async fn load_idf(source: &str, settings: &Settings) -> Result<Idf, Failure> {
     if !is_url(source) {
         return read_idf_file(source);
     }
@@ -212,11 +201,31 @@ pub fn run_here(
     idf_source: Option<&str>,
     job: impl FnOnce(Idf) -> Job,
 ) -> CmdResult {
-    let idf = match request.get("idf") {
-        Some(idf) => serde_json::from_value(idf.clone()).map_err(Failure::failed)?,
-        None => rt.block_on(load_idf(idf_source, &settings))?,
+    let idf = match (request.get("idf"), idf_source) {
+        (Some(idf), _) => Some(serde_json::from_value(idf.clone()).map_err(Failure::failed)?),
+        (None, Some(source)) => Some(rt.block_on(load_idf(source, &settings))?),
+        (None, None) => None,
     };
     let store = super::open_store(&settings)?;
+    // No IDF in the command: the same rule as the daemon's (`agent::wanted`).
+    let idf = match idf {
+        Some(idf) => idf,
+        None => {
+            let (idf, source) =
+                crate::agent::wanted::wanted(store.assigned_idf(), &settings, &store.snapshot())
+                    .ok_or_else(|| {
+                        Failure::usage(anyhow::anyhow!(
+                            "no IDF: pass --idf FILE|URL or add [[app]] tables to the \
+                             configuration (no IDF is assigned and no app is on the device)"
+                        ))
+                    })?;
+            tracing::info!("no IDF given: applying {}", source.describe());
+            if let Some(note) = crate::agent::wanted::unused_config_apps(&settings, source, &idf) {
+                tracing::warn!("{note}");
+            }
+            idf
+        }
+    };
     let show_progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
     rt.block_on(run_job(settings, store, job(idf), show_progress))
 }

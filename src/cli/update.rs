@@ -9,9 +9,15 @@ use crate::agent::{InformUser, UpdateOptions};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// IDF as a JSON file or an http(s) URL; default: the [[app]] tables of the configuration.
+    /// IDF as a JSON file or an https URL; it becomes the assigned IDF. Default: the IDF last
+    /// assigned, else the [[app]] tables of the configuration, else the versions on the device
+    /// (`status` says which applies).
     #[arg(long, value_name = "FILE|URL")]
     idf: Option<String>,
+    /// Assign the [[app]] tables of the configuration as the IDF (they replace an IDF assigned
+    /// earlier by --idf or the UMS).
+    #[arg(long, conflicts_with = "idf")]
+    apps_from_config: bool,
     /// First delete every inactive version and partial download ("format system partition").
     #[arg(long)]
     clean: bool,
@@ -69,6 +75,20 @@ pub fn run(global: &Global, args: Args) -> CmdResult {
             .map_err(|e| Failure::usage(anyhow::anyhow!("--idf {e}")))?;
     }
     let mut request = idf_fields(args.idf.as_deref())?;
+    if args.apps_from_config {
+        if settings.apps.is_empty() {
+            return Err(Failure::usage(anyhow::anyhow!(
+                "--apps-from-config: the configuration has no [[app]] tables"
+            )));
+        }
+        let idf = crate::idf::Idf {
+            apps: settings.apps.clone(),
+        };
+        request.insert(
+            "idf".into(),
+            serde_json::to_value(idf).map_err(Failure::failed)?,
+        );
+    }
     request.insert("id".into(), command_id("update").into());
     request.insert("command".into(), "update".into());
     request.insert("clean".into(), args.clean.into());

@@ -8,8 +8,8 @@ use tracing::Instrument;
 
 use super::{Daemon, queue};
 use crate::agent::{InformUser, Outcome, UpdateOptions};
-use crate::idf::{Idf, WantedApp};
-use crate::store::{AppState, IdfRef, Queued, QueuedCommand, StoreError};
+use crate::idf::Idf;
+use crate::store::{IdfRef, Queued, QueuedCommand, StoreError};
 
 /// The longest the worker sleeps before it looks at the queue again (the clock may jump).
 const MAX_NAP: Duration = Duration::from_secs(3600);
@@ -132,33 +132,12 @@ impl Daemon {
             .map_err(|e| format!("the command's IDF cannot be read: {e}"))
     }
 
-    /// Without an IDF in the command: the last assigned one, else the configuration's
-    /// `[[app]]` tables, else what is on the device (so that an Update after a Delivery
-    /// activates the delivered versions instead of removing them).
+    /// Without an IDF in the command: the rule of `agent::wanted` (the last assigned one, else
+    /// the `[[app]]` tables, else what is on the device).
     fn fallback_idf(&self) -> Idf {
-        if let Some(idf) = self.store.assigned_idf() {
-            return idf;
-        }
         let settings = self.settings.read();
-        if !settings.apps.is_empty() {
-            return Idf {
-                apps: settings.apps.clone(),
-            };
-        }
-        Idf {
-            apps: self
-                .store
-                .snapshot()
-                .apps
-                .iter()
-                .filter(|a| !a.version.is_empty() && a.state != AppState::MarkedForRemoval)
-                .map(|a| WantedApp {
-                    name: a.name.clone(),
-                    version: a.version.clone(),
-                    app_json_sha256: None,
-                })
-                .collect(),
-        }
+        crate::agent::wanted::wanted(self.store.assigned_idf(), &settings, &self.store.snapshot())
+            .map_or(Idf { apps: Vec::new() }, |(idf, _)| idf)
     }
 
     async fn run_command(&self, queued: &QueuedCommand) -> Result<Outcome, String> {
