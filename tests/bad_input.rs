@@ -170,6 +170,21 @@ fn bad_configuration_files_are_named_and_never_start_a_daemon() {
             "{what}: the error must name the file and {needle}\n{}",
             check.stderr
         );
+        // Issue 11.10: a script reading --json gets a document naming the problem.
+        let json = agent.run(&["config", "check", "--json"], daemon_common::JOB_TIMEOUT);
+        json.assert_code(2);
+        let report = json.json();
+        assert_eq!(report["valid"], false, "{what}: {report}");
+        assert!(
+            report["errors"][0]
+                .as_str()
+                .is_some_and(|e| e.contains(needle)),
+            "{what}: {report}"
+        );
+        // And a transfer refuses it the same way (exit 2), before contacting anything.
+        let delivery = agent.run(&["delivery"], daemon_common::JOB_TIMEOUT);
+        no_panic(&what, &delivery);
+        delivery.assert_code(2);
         let run = agent.run(&["run"], daemon_common::JOB_TIMEOUT);
         no_panic(&what, &run);
         run.assert_code(2);

@@ -607,6 +607,153 @@ fn delivery_while_another_instance_holds_the_lock_exits_3() {
     device.run(&["delivery"]).assert_code(1);
 }
 
+/// Issue 11.10: the lock message names the holder's pid and command, and suggests what fits:
+/// `systemctl` only for the daemon.
+#[test]
+fn the_lock_message_names_the_holder_and_what_to_do() {
+    use std::io::Write;
+    let device = Device::new();
+    deliverable_config(&device);
+    fs::create_dir_all(device.state_dir()).expect("cannot create the state dir");
+    for (content, holder, hint) in [
+        (
+            "4242 delivery\n",
+            "`igel-update-agent delivery` (pid 4242) holds",
+            "wait for it to end",
+        ),
+        (
+            "4243 run\n",
+            "the daemon (pid 4243) holds",
+            "control socket",
+        ),
+    ] {
+        let mut lock =
+            fs::File::create(device.state_dir().join("lock")).expect("cannot create the lock");
+        lock.write_all(content.as_bytes())
+            .expect("cannot write the lock");
+        lock.lock().expect("cannot take the lock");
+        let out = device.run(&["delivery"]);
+        out.assert_code(3);
+        assert!(out.stderr.contains(holder), "{}", out.stderr);
+        assert!(out.stderr.contains(hint), "{}", out.stderr);
+        if content.contains("delivery") {
+            assert!(!out.stderr.contains("systemctl"), "{}", out.stderr);
+        }
+    }
+}
+
+/// Issue 11.10: a failure is said once per app and once as the outcome, not a third time at
+/// the end; without a log on stderr (`--log-level off`) the end says it once.
+#[test]
+fn a_failure_is_not_printed_three_times() {
+    let device = Device::new();
+    deliverable_config(&device);
+    let out = device.run(&["delivery"]);
+    out.assert_code(1);
+    let lines = out
+        .stderr
+        .lines()
+        .filter(|l| l.contains("no usable app.json"))
+        .count();
+    assert_eq!(lines, 2, "{}", out.stderr);
+    let out = device.run(&["--log-level", "off", "delivery"]);
+    out.assert_code(1);
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{}", out.stderr);
+    assert!(
+        lines[0].starts_with("demo-app: no usable app.json"),
+        "{}",
+        out.stderr
+    );
+}
+
+/// Issue 11.10: a state directory that is a file, or under one, is bad usage named as such,
+/// for every command, not a raw OS error.
+#[test]
+fn a_state_directory_that_is_a_file_is_named_as_such() {
+    let device = Device::new();
+    deliverable_config(&device);
+    let file = device.dir.path().join("afile");
+    fs::write(&file, "").expect("cannot write a file");
+    for (dir, problem) in [
+        (file.clone(), "it exists and is not a directory"),
+        (file.join("below"), "a part of its path is a file"),
+    ] {
+        for command in [
+            &["status"][..],
+            &["delivery"],
+            &["config", "check"],
+            &["check"],
+        ] {
+            let config = device.config_path();
+            let mut args = vec![
+                "--config",
+                config.to_str().expect("utf-8"),
+                "--state-dir",
+                dir.to_str().expect("utf-8"),
+            ];
+            args.extend_from_slice(command);
+            let out = run_with_timeout(agent_command(&args), TIMEOUT);
+            out.assert_code(2);
+            assert!(
+                out.stderr
+                    .contains(&format!("state directory {}: {problem}", dir.display())),
+                "{command:?}: {}",
+                out.stderr
+            );
+            assert!(
+                !out.stderr.contains("os error"),
+                "{command:?}: {}",
+                out.stderr
+            );
+        }
+    }
+}
+
+/// Issue 11.10: `--at` without a UTC offset says exactly that, with the forms that work.
+#[test]
+fn update_at_without_an_offset_says_what_is_missing() {
+    let device = Device::new();
+    deliverable_config(&device);
+    let out = device.run(&["update", "--at", "2030-12-01T02:00:00"]);
+    out.assert_code(2);
+    for needle in [
+        "no UTC offset",
+        "2030-12-01T02:00:00Z",
+        "2030-12-01T02:00:00+01:00",
+    ] {
+        assert!(out.stderr.contains(needle), "{needle}: {}", out.stderr);
+    }
+    assert!(
+        !out.stderr.contains("premature end of input"),
+        "{}",
+        out.stderr
+    );
+}
+
+/// Issue 11.10: log lines on stderr carry local time like the status texts (one rule: local
+/// time for people, RFC 3339 UTC for programs).
+#[test]
+fn log_lines_are_in_local_time() {
+    let device = Device::new();
+    deliverable_config(&device);
+    let mut cmd = device.agent().command(&["delivery"]);
+    // Fixed 5 hours ahead of UTC whatever the machine's zone is (POSIX signs are inverted).
+    cmd.env("TZ", "XXX-5");
+    let before = chrono::Utc::now();
+    let out = run_with_timeout(cmd, TIMEOUT);
+    let first = out.stderr.lines().next().unwrap_or_default().to_string();
+    let stamp = first.get(..19).unwrap_or_default();
+    let logged = chrono::NaiveDateTime::parse_from_str(stamp, "%Y-%m-%d %H:%M:%S")
+        .unwrap_or_else(|e| panic!("{stamp:?} is not a local time stamp ({e}): {}", out.stderr));
+    let expected = (before + chrono::Duration::hours(5)).naive_utc();
+    let off = (logged - expected).num_seconds().abs();
+    assert!(
+        off < 60,
+        "logged {logged}, expected about {expected}: {first}"
+    );
+}
+
 #[test]
 fn delivery_with_an_idf_that_is_not_json_is_bad_input_naming_the_file() {
     let device = Device::new();

@@ -28,7 +28,22 @@ pub fn run(global: &Global, cmd: Command) -> CmdResult {
 }
 
 fn check(global: &Global, json: bool) -> CmdResult {
-    let mut settings = global.settings()?;
+    let mut settings = match global.settings() {
+        Ok(settings) => settings,
+        // A script reading --json gets a document either way; the exit code stays 2.
+        Err(failure) if json => {
+            let report = serde_json::json!({
+                "valid": false,
+                "errors": [crate::report::clean(&failure.to_string())],
+            });
+            outln!(
+                "{}",
+                serde_json::to_string_pretty(&report).map_err(Failure::failed)?
+            );
+            return Err(failure);
+        }
+        Err(failure) => return Err(failure),
+    };
     let state = crate::store::read_state(&settings.paths.state_dir)
         .ok()
         .flatten();
@@ -51,6 +66,7 @@ fn check(global: &Global, json: bool) -> CmdResult {
         #[derive(Serialize)]
         struct Report<'a> {
             valid: bool,
+            errors: [&'a str; 0],
             warnings: &'a [String],
             /// Registry keys of the `settings` command in force.
             overridden: &'a [String],
@@ -59,6 +75,7 @@ fn check(global: &Global, json: bool) -> CmdResult {
         }
         let report = Report {
             valid: true,
+            errors: [],
             warnings: &settings.warnings,
             overridden: &settings.overridden,
             set_aside: &settings.set_aside,

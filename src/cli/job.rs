@@ -79,8 +79,12 @@ pub async fn run_job(
         return Ok(ExitCode::from(u8::try_from(128 + signal).unwrap_or(1)));
     }
     let outcome = outcome.map_err(agent_failure)?;
-    for (app, reason) in &outcome.failed {
-        errln!("{app}: {}", crate::report::clean(reason));
+    // Each failure is in the log already (one line per app, and the status text); without
+    // a log on stderr, say them here.
+    if !super::output::errors_logged() {
+        for (app, reason) in &outcome.failed {
+            errln!("{app}: {}", crate::report::clean(reason));
+        }
     }
     if outcome.is_success() {
         Ok(ExitCode::SUCCESS)
@@ -226,7 +230,8 @@ pub fn run_here(
             idf
         }
     };
-    let show_progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let show_progress =
+        std::io::IsTerminal::is_terminal(&std::io::stderr()) && !super::output::quiet();
     rt.block_on(run_job(settings, store, job(idf), show_progress))
 }
 
@@ -277,11 +282,13 @@ pub fn via_daemon(
             "the daemon rejected the command: {error}"
         ))));
     }
-    errln!(
-        "command {id} accepted by the daemon on {} ({})",
-        socket.display(),
-        settings.paths.state_dir.display()
-    );
+    if !super::output::quiet() {
+        errln!(
+            "command {id} accepted by the daemon on {} ({})",
+            socket.display(),
+            settings.paths.state_dir.display()
+        );
+    }
     if !wait {
         return Some(Ok(ExitCode::SUCCESS));
     }

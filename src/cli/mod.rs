@@ -50,9 +50,13 @@ pub struct Cli {
         value_name = "DIR"
     )]
     state_dir: Option<PathBuf>,
-    /// error, warn, info, debug or trace.
-    #[arg(long, global = true, default_value = "info", value_name = "LEVEL")]
-    log_level: String,
+    /// Log level on stderr or in the journal: off, error, warn, info (default), debug or trace.
+    #[arg(long, global = true, value_name = "LEVEL")]
+    log_level: Option<String>,
+    /// Only errors and results: no progress, no log below warn (unless --log-level says
+    /// otherwise), no notes about where a command went.
+    #[arg(short, long, global = true)]
+    quiet: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -141,6 +145,26 @@ pub struct Global {
 }
 
 impl Global {
+    /// A state directory that is a file (or under one) is a usage error named as such, before
+    /// anything tries to read `settings.json` or `state.json` in it.
+    pub fn check_state_dir(&self) -> Result<(), Failure> {
+        let dir = self.config.paths_only().state_dir;
+        let problem = match std::fs::metadata(&dir) {
+            Ok(meta) if meta.is_dir() => return Ok(()),
+            Ok(_) => "it exists and is not a directory".to_string(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(nix::libc::ENOTDIR) => {
+                "a part of its path is a file, not a directory".to_string()
+            }
+            Err(e) => format!("cannot be read: {e}"),
+        };
+        Err(Failure::usage(anyhow::anyhow!(
+            "state directory {}: {problem} (set by --state-dir, IGEL_UPDATE_AGENT_STATE_DIR or \
+             [paths] state_dir)",
+            dir.display()
+        )))
+    }
+
     /// The effective configuration (files, drop-ins, persisted settings), reading the files
     /// it names; warnings and what is set aside go to the log.
     pub fn settings(&self) -> Result<Settings, Failure> {
@@ -150,6 +174,7 @@ impl Global {
     /// Like [`Global::settings`]; with [`FileAccess::Skip`] for a command that never contacts
     /// a repository (it must work as any user and outside systemd).
     pub fn settings_with(&self, access: FileAccess) -> Result<Settings, Failure> {
+        self.check_state_dir()?;
         let settings = self
             .config
             .with_access(access)
@@ -175,7 +200,12 @@ pub fn main() -> ExitCode {
     // the UMS client key in memory.
     let _ = nix::sys::prctl::set_dumpable(false);
     let cli = Cli::parse();
-    if let Err(e) = logging::init(&cli.log_level) {
+    output::set_quiet(cli.quiet);
+    let level = cli
+        .log_level
+        .as_deref()
+        .unwrap_or(if cli.quiet { "warn" } else { "info" });
+    if let Err(e) = logging::init(level) {
         errln!("igel-update-agent: {e}");
         return ExitCode::from(2);
     }

@@ -9,6 +9,28 @@ use std::sync::atomic::{AtomicBool, Ordering};
 static STDOUT_GONE: AtomicBool = AtomicBool::new(false);
 static STDERR_GONE: AtomicBool = AtomicBool::new(false);
 
+static QUIET: AtomicBool = AtomicBool::new(false);
+static ERRORS_LOGGED: AtomicBool = AtomicBool::new(true);
+
+/// `--quiet`: no progress and no chatter on stderr, only errors and results.
+pub fn set_quiet(quiet: bool) {
+    QUIET.store(quiet, Ordering::Relaxed);
+}
+
+pub fn quiet() -> bool {
+    QUIET.load(Ordering::Relaxed)
+}
+
+/// Whether errors reach the log on stderr (not with `--log-level off`, nor into the journal):
+/// then a command does not print them a second time at its end.
+pub fn set_errors_logged(logged: bool) {
+    ERRORS_LOGGED.store(logged, Ordering::Relaxed);
+}
+
+pub fn errors_logged() -> bool {
+    ERRORS_LOGGED.load(Ordering::Relaxed)
+}
+
 /// Writes to stdout; after a failed write (EPIPE) nothing more is tried.
 pub fn stdout(args: std::fmt::Arguments<'_>) {
     if STDOUT_GONE.load(Ordering::Relaxed) {

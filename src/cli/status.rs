@@ -25,6 +25,7 @@ pub fn run(global: &Global, args: Args) -> CmdResult {
     // Status reads state and asks the daemon: no password or credential is needed, and a
     // configuration that cannot be read whole (a typo the daemon survived with its previous
     // one) must not hide what the device is doing.
+    global.check_state_dir()?;
     let settings = match global.settings_with(crate::config::FileAccess::Skip) {
         Ok(settings) => settings,
         Err(failure) => {

@@ -48,13 +48,7 @@ pub fn run(global: &Global, args: Args) -> CmdResult {
         .map_err(Failure::usage)?;
     let at = match &args.at {
         Some(text) => {
-            let at = chrono::DateTime::parse_from_rfc3339(text)
-                .map_err(|e| {
-                    Failure::usage(anyhow::anyhow!(
-                        "--at {text:?} is not an RFC 3339 time: {e}"
-                    ))
-                })?
-                .with_timezone(&chrono::Utc);
+            let at = parse_at(text)?;
             crate::control::check_at(at, chrono::Utc::now())
                 .map_err(|e| Failure::usage(anyhow::anyhow!("--at: {e}")))?;
             Some(at)
@@ -131,4 +125,31 @@ pub fn run(global: &Global, args: Args) -> CmdResult {
     run_here(&rt, settings, &request, args.idf.as_deref(), |idf| {
         Job::Update(idf, options)
     })
+}
+
+/// `--at` as RFC 3339; a time without a UTC offset (the usual slip) is named as such, with
+/// the same time written both ways that would work.
+fn parse_at(text: &str) -> Result<chrono::DateTime<chrono::Utc>, Failure> {
+    let e = match chrono::DateTime::parse_from_rfc3339(text) {
+        Ok(at) => return Ok(at.with_timezone(&chrono::Utc)),
+        Err(e) => e,
+    };
+    let local = [
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d %H:%M",
+    ]
+    .iter()
+    .find_map(|f| chrono::NaiveDateTime::parse_from_str(text, f).ok());
+    let hint = match local {
+        Some(t) => {
+            let t = t.format("%Y-%m-%dT%H:%M:%S");
+            format!("it has no UTC offset; write {t}Z for UTC or {t}+01:00 for UTC+1")
+        }
+        None => format!("{e}; write e.g. 2026-11-23T02:00:00+01:00 or 2026-11-23T01:00:00Z"),
+    };
+    Err(Failure::usage(anyhow::anyhow!(
+        "--at {text:?} is not an RFC 3339 time: {hint}"
+    )))
 }

@@ -48,8 +48,12 @@ pub enum StoreError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("another igel-update-agent holds {} (is the service running? try `systemctl status igel-update-agent`)", path.display())]
-    Locked { path: PathBuf },
+    #[error("{} holds {}: {}", holder_text(holder), path.display(), locked_hint(holder))]
+    Locked {
+        path: PathBuf,
+        /// The pid and command the holder wrote into the lock file, when it did.
+        holder: Option<(u32, String)>,
+    },
     #[error(
         "{}: not a valid state journal: {reason} (the next update or `activate --boot` keeps it \
          as state.json.corrupt and rebuilds the state from the apps directory)",
@@ -234,6 +238,53 @@ pub struct Store {
     _lock: File,
 }
 
+fn holder_text(holder: &Option<(u32, String)>) -> String {
+    match holder {
+        Some((pid, command)) if command == "run" => format!("the daemon (pid {pid})"),
+        Some((pid, command)) => format!("`igel-update-agent {command}` (pid {pid})"),
+        None => "another igel-update-agent".to_string(),
+    }
+}
+
+fn locked_hint(holder: &Option<(u32, String)>) -> &'static str {
+    match holder {
+        Some((_, command)) if command == "run" => {
+            "commands go to it through its control socket; if this one did not, the daemon \
+             listens on another control_socket (`systemctl status igel-update-agent` shows it)"
+        }
+        Some(_) => "wait for it to end, or stop it (Ctrl-C keeps its partial downloads)",
+        None => "is the service running? try `systemctl status igel-update-agent`",
+    }
+}
+
+/// The subcommand of this process, for the lock file (only the word: the arguments may hold
+/// secrets, such as `settings KEY=VALUE`).
+fn own_command() -> String {
+    const WITH_VALUE: [&str; 3] = ["--config", "--state-dir", "--log-level"];
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        if WITH_VALUE.contains(&arg.as_str()) {
+            args.next();
+        } else if !arg.starts_with('-') {
+            return if arg.chars().all(|c| c.is_ascii_lowercase() || c == '-') && arg.len() <= 16 {
+                arg
+            } else {
+                "?".to_string()
+            };
+        }
+    }
+    "?".to_string()
+}
+
+/// What the holder of a lock wrote into it: `<pid> <command>`.
+fn read_holder(lock_path: &Path) -> Option<(u32, String)> {
+    let text = crate::durable::read_regular(lock_path, 256).ok()?;
+    let text = String::from_utf8(text).ok()?;
+    let (pid, command) = text.trim().split_once(' ')?;
+    let command = crate::report::clean(command).into_owned();
+    Some((pid.parse().ok()?, command))
+}
+
 /// Whether a process (the daemon, or a command running in its own process) holds the lock of
 /// `state_dir`. `false` when there is no lock file or it cannot be opened: then nothing can
 /// hold it either.
@@ -290,7 +341,11 @@ impl Store {
         match lock.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(StoreError::Locked { path: lock_path });
+                let holder = read_holder(&lock_path);
+                return Err(StoreError::Locked {
+                    path: lock_path,
+                    holder,
+                });
             }
             Err(std::fs::TryLockError::Error(source)) => {
                 return Err(StoreError::Io {
@@ -298,6 +353,13 @@ impl Store {
                     source,
                 });
             }
+        }
+        // Who holds it, for the next process that finds it taken (best effort: the lock is
+        // the flock, not this text).
+        {
+            use std::io::Write;
+            let _ = lock.set_len(0);
+            let _ = writeln!(&lock, "{} {}", std::process::id(), own_command());
         }
         let mut store = Store {
             state_dir,

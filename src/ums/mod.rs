@@ -85,7 +85,15 @@ impl ConnectionRecord {
     /// "connected to URL since T", "not connected; last failure at T: why", or the clean
     /// close of a daemon that stopped.
     pub fn describe(&self) -> String {
-        let at = |t: &Option<String>| t.clone().unwrap_or_else(|| "?".into());
+        // Stored as RFC 3339 (UTC); shown in local time like every time people read.
+        let at = |t: &Option<String>| match t.as_deref().map(chrono::DateTime::parse_from_rfc3339) {
+            Some(Ok(t)) => t
+                .with_timezone(&chrono::Local)
+                .format("%Y-%m-%d %H:%M:%S")
+                .to_string(),
+            Some(Err(_)) => crate::report::clean(t.as_deref().unwrap_or_default()).into_owned(),
+            None => "?".into(),
+        };
         match (&self.connected, &self.last_failure) {
             (Some(url), _) => format!("connected to {url} since {}", at(&self.since)),
             (None, Some(reason)) => format!(
