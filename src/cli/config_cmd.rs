@@ -13,11 +13,16 @@ use crate::config::registry;
 pub enum Command {
     /// Validate and print the effective configuration (secrets as ***).
     Check {
+        /// A JSON document (valid, warnings, overridden, set_aside, settings) instead of TOML.
         #[arg(long)]
         json: bool,
     },
     /// Print the TOML for a file of IGEL registry keys (key=value lines).
-    ImportRegistry { file: PathBuf },
+    ImportRegistry {
+        /// The registry keys: update.<key>=VALUE and update.external_binary_source<N>.<field>=VALUE
+        /// lines (# comments allowed); passwords are not copied.
+        file: PathBuf,
+    },
 }
 
 pub fn run(global: &Global, cmd: Command) -> CmdResult {

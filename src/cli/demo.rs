@@ -19,8 +19,9 @@ mod embedded {
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Bandwidth limit shared by all transfers (IGEL syntax).
-    #[arg(long, default_value = "256KB")]
+    /// Bandwidth limit shared by all the demo's transfers, in IGEL syntax: digits then KB, MB
+    /// or GB (no unit: MB); a value that is not valid gives a warning and 2MB.
+    #[arg(long, default_value = "256KB", value_name = "LIMIT")]
     bandwidth_limit: String,
     /// Keep the demo's files in this directory instead of a temporary one.
     #[arg(long, value_name = "DIR")]

@@ -27,14 +27,28 @@ use clap::{Parser, Subcommand};
 use crate::config::{ConfigSource, FileAccess, Settings};
 use crate::store::{Store, StoreError};
 
+/// The exit codes, at the end of the top-level `--help`.
+const EXIT_CODES: &str = "\
+Exit codes:
+  0        success
+  1        the operation failed
+  2        bad usage, configuration or input
+  3        another instance holds the lock
+  130/143  interrupted by SIGINT/SIGTERM (update and delivery running in their own process)
+
+Documentation: README.md, docs/protocol.md (commands, status texts, UMS channel),
+docs/systemd.md, examples/agent.toml (every configuration key).";
+
 #[derive(Debug, Parser)]
 #[command(
     name = "igel-update-agent",
     version,
-    about = "On-device update agent for IGEL OS thin clients"
+    about = "On-device update agent for IGEL OS thin clients",
+    after_help = EXIT_CODES
 )]
 pub struct Cli {
-    /// Main configuration file (drop-ins: <name>.d/*.toml beside it).
+    /// Main configuration file (default /etc/igel-update-agent/agent.toml); drop-ins are read
+    /// from <name>.d/*.toml beside it (agent.toml: agent.d/).
     #[arg(
         long,
         global = true,
@@ -42,7 +56,8 @@ pub struct Cli {
         value_name = "PATH"
     )]
     config: Option<PathBuf>,
-    /// State directory (journal, staging, apps, lock).
+    /// State directory (journal, staging, apps, lock); default: [paths] state_dir, else
+    /// /var/lib/igel-update-agent.
     #[arg(
         long,
         global = true,
@@ -83,6 +98,7 @@ enum Command {
     Settings(settings::Args),
     /// Repositories in the order they are tried; hidden ones marked.
     Repos {
+        /// A JSON array (order, name, url, priority, auth, hidden) instead of a table.
         #[arg(long)]
         json: bool,
     },

@@ -13,7 +13,7 @@ use crate::store::read_state;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The DESIGN 8 JSON document instead of a table.
+    /// The status as one JSON document instead of a table (its fields: docs/protocol.md).
     #[arg(long)]
     json: bool,
     /// Follow the progress until interrupted.
