@@ -64,9 +64,7 @@ pub async fn run_job(
     };
     if let Some(task) = progress {
         task.abort();
-        if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-            errln!();
-        }
+        super::output::clear_progress();
     }
     if let Some(signals) = signals {
         signals.abort();
@@ -165,7 +163,7 @@ async fn print_progress(store: Arc<Store>) {
             crate::report::human_bytes(total)
         );
         if terminal {
-            err!("\r\x1b[2K{text}");
+            super::output::progress(&text);
         } else {
             errln!("{text}");
         }

@@ -46,7 +46,7 @@ pub fn init(level: &str) -> Result<(), String> {
         .with_max_level(filter)
         .with_target(false)
         .fmt_fields(message_only)
-        .with_writer(std::io::stderr)
+        .with_writer(|| super::output::LogStderr)
         .with_ansi(
             std::io::IsTerminal::is_terminal(&std::io::stderr())
                 && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),

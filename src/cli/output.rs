@@ -57,6 +57,58 @@ pub fn stderr(args: std::fmt::Arguments<'_>) {
     }
 }
 
+static PROGRESS_DRAWN: AtomicBool = AtomicBool::new(false);
+
+/// The columns of the terminal `stream` is, or `None` when it is no terminal (a pipe, a file:
+/// then nothing is cut or redrawn).
+pub fn terminal_width(stream: &impl std::os::fd::AsFd) -> Option<usize> {
+    let (terminal_size::Width(w), _) = terminal_size::terminal_size_of(stream)?;
+    (w > 0).then_some(usize::from(w))
+}
+
+/// `line` cut to `width` columns (one per character; ends in `…` when cut), so that a line
+/// redrawn in place never wraps.
+pub fn fit(line: &str, width: usize) -> std::borrow::Cow<'_, str> {
+    if line.chars().count() <= width {
+        return std::borrow::Cow::Borrowed(line);
+    }
+    let mut cut: String = line.chars().take(width.saturating_sub(1)).collect();
+    cut.push('…');
+    std::borrow::Cow::Owned(cut)
+}
+
+/// Draws the one progress line of a terminal's stderr in place, cut to its width.
+pub fn progress(line: &str) {
+    let width = terminal_width(&std::io::stderr()).unwrap_or(80);
+    stderr(format_args!("\r\x1b[2K{}", fit(line, width.saturating_sub(1))));
+    PROGRESS_DRAWN.store(true, Ordering::Relaxed);
+}
+
+/// Erases the progress line, if one is drawn.
+pub fn clear_progress() {
+    if PROGRESS_DRAWN.swap(false, Ordering::Relaxed) {
+        stderr(format_args!("\r\x1b[2K"));
+    }
+}
+
+/// Stderr for the log: a log line first erases the progress line it would otherwise be
+/// glued to; the progress line is drawn again below it at its next tick.
+pub struct LogStderr;
+
+impl Write for LogStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut err = std::io::stderr().lock();
+        if PROGRESS_DRAWN.swap(false, Ordering::Relaxed) {
+            err.write_all(b"\r\x1b[2K")?;
+        }
+        err.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
 /// `print!` without the panic.
 macro_rules! out {
     ($($arg:tt)*) => { $crate::cli::output::stdout(format_args!($($arg)*)) };
@@ -69,11 +121,6 @@ macro_rules! outln {
         $crate::cli::output::stdout(format_args!($($arg)*));
         $crate::cli::output::stdout(format_args!("\n"));
     }};
-}
-
-/// `eprint!` without the panic.
-macro_rules! err {
-    ($($arg:tt)*) => { $crate::cli::output::stderr(format_args!($($arg)*)) };
 }
 
 /// `eprintln!` without the panic.
