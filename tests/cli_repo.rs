@@ -241,6 +241,231 @@ fn repo_serve_with_basic_auth_serves_a_repository_that_delivery_installs() {
     }
 }
 
+/// `repo serve DIR ARGS...` in the background, once it printed its address: the process and
+/// the base URL.
+fn start_serve(dir: &Path, args: &[&str]) -> (support::RunningAgent, String) {
+    let unused = dir.join("unused");
+    let mut all = vec!["repo", "serve", dir.to_str().expect("UTF-8")];
+    all.extend_from_slice(args);
+    let mut server = Agent::new(unused.join("agent.toml"), &unused).spawn(&all);
+    wait_until("repo serve to print its address", TIMEOUT, || {
+        assert!(
+            server.is_running(),
+            "repo serve exited: {}",
+            server.stderr()
+        );
+        served_url(&server.stdout()).is_some()
+    });
+    let url = served_url(&server.stdout()).expect("the address was printed");
+    (server, url)
+}
+
+#[test]
+fn repo_serve_logs_one_access_line_per_request_and_never_the_credentials() {
+    const SERVE_PASSWORD: &str = "access-Pa55word-value";
+    let dir = temp_dir("serve-log");
+    let repo = dir.path().join("repo");
+    write_file(&repo.join("notes/2.0/README"), b"notes 2.0\n");
+    run_with_timeout(
+        agent_command(&["repo", "index", repo.to_str().expect("UTF-8")]),
+        TIMEOUT,
+    )
+    .assert_success();
+    let app_json_len = fs::read(repo.join("notes/2.0/app.json"))
+        .expect("app.json")
+        .len();
+    let pw = write_password_file(dir.path(), "serve.pw", SERVE_PASSWORD);
+    let (mut server, url) = start_serve(
+        &repo,
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--user",
+            "demo",
+            "--password-file",
+            pw.to_str().expect("UTF-8"),
+        ],
+    );
+    let good = format!("demo:{SERVE_PASSWORD}");
+
+    assert_eq!(
+        curl_status(&format!("{url}notes/2.0/app.json"), None),
+        "401"
+    );
+    server.wait_for_stderr("\"GET /notes/2.0/app.json\" 401 ", TIMEOUT);
+    assert_eq!(
+        curl_status(&format!("{url}notes/2.0/app.json"), Some(&good)),
+        "200"
+    );
+    let ok_line = format!("\"GET /notes/2.0/app.json\" 200 {app_json_len} bytes");
+    server.wait_for_stderr(&ok_line, TIMEOUT);
+    assert_eq!(curl_status(&format!("{url}nope/1.0/x"), Some(&good)), "404");
+    server.wait_for_stderr("\"GET /nope/1.0/x\" 404 ", TIMEOUT);
+
+    let stderr = server.stderr();
+    let access: Vec<&str> = stderr.lines().filter(|l| l.contains(" \"GET /")).collect();
+    assert_eq!(access.len(), 3, "one line per request:\n{stderr}");
+    for line in &access {
+        assert!(line.contains(" INFO "), "logged at info: {line}");
+        assert!(line.contains("127.0.0.1:"), "the client address: {line}");
+        assert!(line.trim_end().ends_with(" ms"), "the duration: {line}");
+    }
+    assert!(
+        access.iter().any(|l| l.contains(&ok_line)),
+        "bytes sent: {access:?}"
+    );
+    let basic = base64::engine::general_purpose::STANDARD.encode(&good);
+    assert!(
+        !stderr.contains(SERVE_PASSWORD) && !stderr.contains(&basic),
+        "the credentials are logged:\n{stderr}"
+    );
+    assert!(!stderr.contains("Basic "), "{stderr}");
+}
+
+#[test]
+fn repo_serve_listens_on_a_bare_port_on_loopback_and_on_a_host_name() {
+    let dir = temp_dir("serve-listen");
+    write_file(&dir.path().join("notes/2.0/README"), b"notes 2.0\n");
+    for listen in ["0", "localhost:0"] {
+        let (mut server, url) = start_serve(dir.path(), &["--listen", listen]);
+        assert!(
+            url.starts_with("http://127.0.0.1:"),
+            "--listen {listen}: loopback, got {url}"
+        );
+        assert_eq!(
+            curl_status(&format!("{url}notes/2.0/README"), None),
+            "200",
+            "--listen {listen}"
+        );
+        server.wait_for_stderr("\"GET /notes/2.0/README\" 200 10 bytes", TIMEOUT);
+    }
+}
+
+#[test]
+fn repo_serve_refuses_a_bad_listen_value_naming_it() {
+    let dir = temp_dir("serve-listen");
+    for bad in ["nonsense", "127.0.0.1:99999", "::1", "localhost"] {
+        let out = run_with_timeout(
+            agent_command(&[
+                "repo",
+                "serve",
+                dir.path().to_str().expect("UTF-8"),
+                "--listen",
+                bad,
+            ]),
+            TIMEOUT,
+        );
+        out.assert_code(2);
+        assert!(
+            out.stderr.contains(&format!("'{bad}'")) && out.stderr.contains("--listen"),
+            "{bad}: {}",
+            out.stderr
+        );
+        assert!(!out.stdout.contains("serving on"), "{bad}: {}", out.stdout);
+    }
+}
+
+#[test]
+fn repo_index_that_finds_nothing_to_index_says_so_and_exits_1() {
+    let repo = temp_dir("index-nothing");
+    let empty = repo.path().join("empty");
+    fs::create_dir_all(&empty).expect("mkdir");
+    write_file(&repo.path().join("notes/2.0/README"), b"read me\n");
+    let notes = repo.path().join("notes");
+    let version = notes.join("2.0");
+    for (dir, looks_like) in [
+        (&empty, "empty"),
+        (&notes, "looks like an app directory"),
+        (&version, "looks like a version directory"),
+    ] {
+        let dir_text = dir.to_str().expect("UTF-8");
+        let out = run_with_timeout(agent_command(&["repo", "index", dir_text]), TIMEOUT);
+        out.assert_code(1);
+        for wanted in [dir_text, "<app>/<version>/", looks_like] {
+            assert!(
+                out.stderr.contains(wanted),
+                "{dir_text}: {wanted:?} missing:\n{}",
+                out.stderr
+            );
+        }
+        assert_eq!(out.stdout, "", "{dir_text}: nothing was written");
+    }
+    assert!(!version.join("app.json").exists());
+}
+
+#[test]
+fn repo_index_reports_every_bad_name_and_indexes_nothing() {
+    let repo = temp_dir("index-bad");
+    write_file(&repo.path().join("good/1.0/file.bin"), b"x");
+    write_file(&repo.path().join("Chromium Beta/1.0/file.bin"), b"x");
+    write_file(&repo.path().join("notes/-2/file.bin"), b"x");
+    std::os::unix::fs::symlink("good", repo.path().join("alias")).expect("symlink");
+
+    let out = run_with_timeout(
+        agent_command(&["repo", "index", repo.path().to_str().expect("UTF-8")]),
+        TIMEOUT,
+    );
+
+    out.assert_code(2);
+    for bad in ["Chromium Beta", "notes/-2", "alias"] {
+        let path = repo.path().join(bad).display().to_string();
+        assert!(
+            out.stderr.lines().any(|l| l.contains(&path)),
+            "{bad} is not reported:\n{}",
+            out.stderr
+        );
+    }
+    assert!(out.stderr.contains("nothing was indexed"), "{}", out.stderr);
+    assert!(!repo.path().join("good/1.0/app.json").exists());
+    assert_eq!(out.stdout, "");
+}
+
+/// The argument or option lines of `--help` each followed by a description.
+#[track_caller]
+fn assert_described(help: &str, items: &[&str]) {
+    let lines: Vec<&str> = help.lines().collect();
+    for item in items {
+        let at = lines
+            .iter()
+            .position(|l| l.trim() == *item || l.trim().starts_with(&format!("{item}  ")))
+            .unwrap_or_else(|| panic!("{item} is not in the help:\n{help}"));
+        let described = lines[at].trim() != *item
+            || lines
+                .get(at + 1)
+                .is_some_and(|next| next.starts_with("      ") && !next.trim().is_empty());
+        assert!(described, "{item} has no description:\n{help}");
+    }
+}
+
+#[test]
+fn repo_help_describes_every_argument_and_option_and_the_exit_codes() {
+    let help = |cmd: &str| {
+        let out = run_with_timeout(agent_command(&["repo", cmd, "--help"]), TIMEOUT);
+        out.assert_success();
+        out.stdout.clone()
+    };
+    let index = help("index");
+    assert_described(&index, &["<DIR>"]);
+    assert!(
+        index.contains("nothing is indexed") && index.contains("Exit status"),
+        "{index}"
+    );
+    let serve = help("serve");
+    assert_described(
+        &serve,
+        &[
+            "<DIR>",
+            "--listen <ADDR>",
+            "--user <USER>",
+            "--password-file <PATH>",
+        ],
+    );
+    assert!(
+        serve.contains("bare PORT, which means 127.0.0.1:PORT"),
+        "{serve}"
+    );
+}
+
 #[test]
 fn demo_delivers_and_activates_both_apps_within_a_minute_and_prints_the_status_table() {
     let out = run_with_timeout(agent_command(&["demo"]), TIMEOUT);

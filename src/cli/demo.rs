@@ -101,11 +101,17 @@ async fn start_server(
     let (tx, rx) = tokio::sync::oneshot::channel();
     let listen = "127.0.0.1:0".parse().map_err(Failure::failed)?;
     tokio::spawn(async move {
-        let result =
-            crate::repo_server::serve(dir, listen, auth, std::future::pending(), move |addr| {
+        let result = crate::repo_server::serve(
+            dir,
+            vec![listen],
+            auth,
+            false,
+            std::future::pending(),
+            move |addr| {
                 let _ = tx.send(addr);
-            })
-            .await;
+            },
+        )
+        .await;
         if let Err(e) = result {
             tracing::error!("demo repository server: {e}");
         }

@@ -22,34 +22,118 @@ const HASH_BUFFER_BYTES: usize = 1024 * 1024;
 
 /// Writes `DIR/<app>/<version>/app.json` for every version directory below `dir` and returns
 /// the paths written, in name order. Files that are not directories at the app and version
-/// levels are skipped; a badly named directory, a symbolic link or a path deeper than four
-/// levels is an error naming it. `reboot` is kept from the `app.json` being replaced.
+/// levels are skipped. `reboot` is kept from the `app.json` being replaced.
+///
+/// All or nothing for bad input: the whole tree is checked before anything is written, and
+/// every badly named directory or file, symbolic link, special file or path deeper than four
+/// levels is collected into one [`RepoServerError::Layout`] naming each of them. Every file is
+/// hashed and every manifest validated before the first `app.json` is replaced, too. A `dir`
+/// without any `<app>/<version>/` directory is [`RepoServerError::NothingToIndex`], with a
+/// hint when `dir` looks like an app or a version directory.
 pub fn index(dir: &Path) -> Result<Vec<PathBuf>, RepoServerError> {
-    let mut written = Vec::new();
-    for (app, app_dir) in subdirectories(dir, manifest::check_app_name)? {
-        for (version, version_dir) in subdirectories(&app_dir, manifest::check_version)? {
-            written.push(index_version(&app, &version, &version_dir)?);
+    let mut problems = Vec::new();
+    let mut versions = Vec::new();
+    for (app, app_dir) in subdirectories(dir, manifest::check_app_name, &mut problems)? {
+        for (version, version_dir) in
+            subdirectories(&app_dir, manifest::check_version, &mut problems)?
+        {
+            let mut files = Vec::new();
+            collect_files(&version_dir, "", &mut files, &mut problems)?;
+            versions.push((app.clone(), version, version_dir, files));
         }
+    }
+    if !problems.is_empty() {
+        return Err(RepoServerError::Layout {
+            dir: dir.to_owned(),
+            problems,
+        });
+    }
+    if versions.is_empty() {
+        return Err(RepoServerError::NothingToIndex {
+            dir: dir.to_owned(),
+            hint: layout_hint(dir),
+        });
+    }
+    let mut manifests = Vec::with_capacity(versions.len());
+    for (app, version, version_dir, files) in versions {
+        let bytes = build_manifest(&app, &version, &version_dir, files)?;
+        manifests.push((version_dir, bytes));
+    }
+    let mut written = Vec::with_capacity(manifests.len());
+    for (version_dir, bytes) in manifests {
+        let target = version_dir.join(MANIFEST_NAME);
+        write_atomically(&version_dir, &target, &bytes)?;
+        tracing::debug!(path = %target.display(), "wrote app.json");
+        written.push(target);
     }
     Ok(written)
 }
 
-/// The directories directly below `dir` whose names pass `check`, sorted by name.
+/// Why `dir` holds no `<app>/<version>/` directory, as far as its contents tell: empty, a
+/// version directory (files or an `app.json` right in it), or an app directory (its
+/// subdirectories hold files, not directories).
+fn layout_hint(dir: &Path) -> String {
+    /// Subdirectories (symbolic links not followed) and whether any other entry is there.
+    fn look(dir: &Path) -> (Vec<PathBuf>, bool) {
+        let mut dirs = Vec::new();
+        let mut files = false;
+        for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
+            match entry.file_type() {
+                Ok(t) if t.is_dir() => dirs.push(entry.path()),
+                _ => files = true,
+            }
+        }
+        (dirs, files)
+    }
+    let up = |levels: usize| {
+        let absolute = fs::canonicalize(dir)
+            .or_else(|_| std::path::absolute(dir))
+            .unwrap_or_else(|_| dir.to_owned());
+        let mut up = absolute.as_path();
+        for _ in 0..levels {
+            up = up.parent().unwrap_or(up);
+        }
+        up.display().to_string()
+    };
+    let (subdirs, files) = look(dir);
+    if dir.join(MANIFEST_NAME).is_file() || (subdirs.is_empty() && files) {
+        return format!(
+            "it holds files but no <app> directories, so it looks like a version directory \
+             (give the repository's top directory, {}, two levels up)",
+            up(2)
+        );
+    }
+    if subdirs.is_empty() {
+        return "it is empty".into();
+    }
+    if subdirs
+        .iter()
+        .any(|d| d.join(MANIFEST_NAME).is_file() || look(d).1)
+    {
+        return format!(
+            "its subdirectories hold files but no <version> directories, so it looks like an \
+             app directory (give the repository's top directory, {}, one level up)",
+            up(1)
+        );
+    }
+    "its subdirectories are empty".into()
+}
+
+/// The directories directly below `dir` whose names pass `check`, sorted by name. A badly
+/// named directory or a symbolic link is added to `problems` and left out.
 fn subdirectories(
     dir: &Path,
     check: fn(&str) -> Result<(), String>,
+    problems: &mut Vec<RepoServerError>,
 ) -> Result<Vec<(String, PathBuf)>, RepoServerError> {
     let mut found = Vec::new();
-    for (name, path, kind) in entries(dir)? {
+    for (name, path, kind) in entries(dir, problems)? {
         match kind {
-            Kind::Directory => {
-                check(&name).map_err(|reason| RepoServerError::BadName {
-                    path: path.clone(),
-                    reason,
-                })?;
-                found.push((name, path));
-            }
-            Kind::Symlink => return Err(RepoServerError::Symlink { path }),
+            Kind::Directory => match check(&name) {
+                Ok(()) => found.push((name, path)),
+                Err(reason) => problems.push(RepoServerError::BadName { path, reason }),
+            },
+            Kind::Symlink => problems.push(RepoServerError::Symlink { path }),
             Kind::File | Kind::Other => {
                 tracing::debug!(path = %path.display(), "not a directory; not part of the repository layout");
             }
@@ -65,9 +149,12 @@ enum Kind {
     Other,
 }
 
-/// The entries of `dir` (symbolic links not followed), sorted by name; a name that is not
-/// UTF-8 is an error because it could never be listed in `app.json` or requested by URL.
-fn entries(dir: &Path) -> Result<Vec<(String, PathBuf, Kind)>, RepoServerError> {
+/// The entries of `dir` (symbolic links not followed), sorted by name. A name that is not
+/// UTF-8 could never be listed in `app.json` or requested by URL: it goes to `problems`.
+fn entries(
+    dir: &Path,
+    problems: &mut Vec<RepoServerError>,
+) -> Result<Vec<(String, PathBuf, Kind)>, RepoServerError> {
     let read = fs::read_dir(dir).map_err(RepoServerError::io(dir, "read the directory"))?;
     let mut out = Vec::new();
     for entry in read {
@@ -86,10 +173,11 @@ fn entries(dir: &Path) -> Result<Vec<(String, PathBuf, Kind)>, RepoServerError> 
             Kind::Other
         };
         let Ok(name) = entry.file_name().into_string() else {
-            return Err(RepoServerError::BadName {
+            problems.push(RepoServerError::BadName {
                 path,
                 reason: "the name is not valid UTF-8".into(),
             });
+            continue;
         };
         out.push((name, path, kind));
     }
@@ -97,10 +185,14 @@ fn entries(dir: &Path) -> Result<Vec<(String, PathBuf, Kind)>, RepoServerError> 
     Ok(out)
 }
 
-fn index_version(app: &str, version: &str, dir: &Path) -> Result<PathBuf, RepoServerError> {
-    let target = dir.join(MANIFEST_NAME);
-    let mut paths = Vec::new();
-    collect_files(dir, "", &mut paths)?;
+/// The `app.json` bytes for one version directory: every file hashed, the manifest
+/// validated, nothing written yet.
+fn build_manifest(
+    app: &str,
+    version: &str,
+    dir: &Path,
+    mut paths: Vec<String>,
+) -> Result<Vec<u8>, RepoServerError> {
     paths.sort();
     let mut files = Vec::with_capacity(paths.len());
     for path in paths {
@@ -111,7 +203,7 @@ fn index_version(app: &str, version: &str, dir: &Path) -> Result<PathBuf, RepoSe
         name: app.to_owned(),
         version: version.to_owned(),
         files,
-        reboot: existing_reboot(&target),
+        reboot: existing_reboot(&dir.join(MANIFEST_NAME)),
     };
     let invalid = |source: ManifestError| RepoServerError::Manifest {
         path: dir.to_owned(),
@@ -123,15 +215,19 @@ fn index_version(app: &str, version: &str, dir: &Path) -> Result<PathBuf, RepoSe
     if bytes.len() > MAX_MANIFEST_BYTES {
         return Err(invalid(ManifestError::TooLarge(bytes.len())));
     }
-    write_atomically(dir, &target, &bytes)?;
-    tracing::debug!(path = %target.display(), files = manifest.files.len(), "wrote app.json");
-    Ok(target)
+    Ok(bytes)
 }
 
-/// Appends the relative path of every regular file below `root/rel_dir` to `out`.
-/// `check_file_path` bounds the depth, so the recursion stops after four levels.
-fn collect_files(root: &Path, rel_dir: &str, out: &mut Vec<String>) -> Result<(), RepoServerError> {
-    for (name, path, kind) in entries(&root.join(rel_dir))? {
+/// Appends the relative path of every regular file below `root/rel_dir` to `out`, and every
+/// path that cannot be an app's file to `problems`. `check_file_path` bounds the depth, so the
+/// recursion stops after four levels.
+fn collect_files(
+    root: &Path,
+    rel_dir: &str,
+    out: &mut Vec<String>,
+    problems: &mut Vec<RepoServerError>,
+) -> Result<(), RepoServerError> {
+    for (name, path, kind) in entries(&root.join(rel_dir), problems)? {
         if rel_dir.is_empty() && (name == MANIFEST_NAME || name.starts_with(TEMP_PREFIX)) {
             continue;
         }
@@ -140,15 +236,15 @@ fn collect_files(root: &Path, rel_dir: &str, out: &mut Vec<String>) -> Result<()
         } else {
             format!("{rel_dir}/{name}")
         };
-        manifest::check_file_path(&rel).map_err(|reason| RepoServerError::BadName {
-            path: path.clone(),
-            reason,
-        })?;
+        if let Err(reason) = manifest::check_file_path(&rel) {
+            problems.push(RepoServerError::BadName { path, reason });
+            continue;
+        }
         match kind {
-            Kind::Directory => collect_files(root, &rel, out)?,
+            Kind::Directory => collect_files(root, &rel, out, problems)?,
             Kind::File => out.push(rel),
-            Kind::Symlink => return Err(RepoServerError::Symlink { path }),
-            Kind::Other => return Err(RepoServerError::NotRegular { path }),
+            Kind::Symlink => problems.push(RepoServerError::Symlink { path }),
+            Kind::Other => problems.push(RepoServerError::NotRegular { path }),
         }
     }
     Ok(())
@@ -230,6 +326,21 @@ mod tests {
         Manifest::parse(&fs::read(path).unwrap()).unwrap()
     }
 
+    /// The problems of a [`RepoServerError::Layout`] error.
+    fn problems(err: RepoServerError) -> Vec<RepoServerError> {
+        match err {
+            RepoServerError::Layout { problems, .. } => problems,
+            other => panic!("not a layout error: {other:?}"),
+        }
+    }
+
+    /// The one problem of a [`RepoServerError::Layout`] error.
+    fn only_problem(err: RepoServerError) -> RepoServerError {
+        let mut problems = problems(err);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        problems.remove(0)
+    }
+
     #[test]
     fn index_records_sizes_and_digests_sorted_by_path() {
         let repo = tempfile::tempdir().unwrap();
@@ -294,7 +405,7 @@ mod tests {
         let repo = tempfile::tempdir().unwrap();
         write(&repo.path().join("Bad App/1.0/file"), b"x");
 
-        let err = index(repo.path()).unwrap_err();
+        let err = only_problem(index(repo.path()).unwrap_err());
 
         assert!(matches!(err, RepoServerError::BadName { .. }), "{err:?}");
         assert!(err.to_string().contains("Bad App"), "{err}");
@@ -321,7 +432,7 @@ mod tests {
         let repo = tempfile::tempdir().unwrap();
         write(&repo.path().join("app/1.0/a/b/c/d/e"), b"x");
 
-        let err = index(repo.path()).unwrap_err();
+        let err = only_problem(index(repo.path()).unwrap_err());
 
         assert!(matches!(err, RepoServerError::BadName { .. }), "{err:?}");
         assert!(err.to_string().contains("a/b/c/d/e"), "{err}");
@@ -334,10 +445,46 @@ mod tests {
         write(&repo.path().join("app/1.0/real"), b"x");
         std::os::unix::fs::symlink("real", repo.path().join("app/1.0/link")).unwrap();
 
-        let err = index(repo.path()).unwrap_err();
+        let err = only_problem(index(repo.path()).unwrap_err());
 
         assert!(matches!(err, RepoServerError::Symlink { .. }), "{err:?}");
         assert!(err.to_string().contains("app/1.0/link"), "{err}");
+    }
+
+    #[test]
+    fn every_bad_name_is_reported_and_nothing_is_indexed() {
+        let repo = tempfile::tempdir().unwrap();
+        write(&repo.path().join("good/1.0/file"), b"x");
+        write(&repo.path().join("Bad App/1.0/file"), b"x");
+        write(&repo.path().join("app/-1/file"), b"x");
+        write(&repo.path().join("app/2.0/has space"), b"x");
+        std::os::unix::fs::symlink("good", repo.path().join("link")).unwrap();
+
+        let err = index(repo.path()).unwrap_err();
+
+        let text = err.to_string();
+        let problems = problems(err);
+        assert_eq!(problems.len(), 4, "{problems:?}");
+        for name in ["Bad App", "app/-1", "has space", "link"] {
+            assert!(text.contains(name), "{name}: {text}");
+        }
+        assert!(!repo.path().join("good/1.0/app.json").exists());
+        assert!(!repo.path().join("app/2.0/app.json").exists());
+    }
+
+    #[test]
+    fn nothing_to_index_says_what_dir_looks_like() {
+        let repo = tempfile::tempdir().unwrap();
+        let hint = |dir: &Path| match index(dir).unwrap_err() {
+            RepoServerError::NothingToIndex { hint, .. } => hint,
+            other => panic!("{other:?}"),
+        };
+        assert!(hint(repo.path()).contains("empty"));
+        write(&repo.path().join("app/1.0/file"), b"x");
+        assert!(hint(&repo.path().join("app")).contains("app directory"));
+        assert!(hint(&repo.path().join("app/1.0")).contains("version directory"));
+        fs::create_dir_all(repo.path().join("other/empty")).unwrap();
+        assert!(hint(&repo.path().join("other")).contains("subdirectories are empty"));
     }
 
     #[test]

@@ -44,10 +44,46 @@ pub enum RepoServerError {
         path: PathBuf,
         source: ManifestError,
     },
+    /// Every name below the directory that does not fit the repository layout; nothing was
+    /// indexed.
+    #[error(
+        "{}: {} in the repository layout, nothing was indexed: {}",
+        dir.display(),
+        count_problems(problems.len()),
+        join_problems(problems)
+    )]
+    Layout {
+        dir: PathBuf,
+        problems: Vec<RepoServerError>,
+    },
+    #[error(
+        "{}: nothing to index: no <app>/<version>/ directory below it; {hint}. `repo index` \
+         expects the repository's top directory, laid out as {}/<app>/<version>/<files>",
+        dir.display(),
+        dir.display()
+    )]
+    NothingToIndex { dir: PathBuf, hint: String },
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: SocketAddr, source: io::Error },
     #[error("WebDAV server on {addr} stopped: {source}")]
     Serve { addr: SocketAddr, source: io::Error },
+}
+
+/// `1 problem`, `3 problems`.
+fn count_problems(n: usize) -> String {
+    if n == 1 {
+        "1 problem".into()
+    } else {
+        format!("{n} problems")
+    }
+}
+
+fn join_problems(problems: &[RepoServerError]) -> String {
+    problems
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 impl RepoServerError {

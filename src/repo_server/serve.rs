@@ -3,16 +3,24 @@
 //! Only GET, HEAD, OPTIONS and PROPFIND reach the file system (GET answers `Range` with 206);
 //! anything else gets 405. With credentials configured, every request needs HTTP Basic
 //! authentication; the password is kept only as a SHA-256 digest and compared in constant time.
+//!
+//! Every request is logged once its response is sent (or abandoned), at INFO for `repo serve`
+//! and at DEBUG for the demo's servers, like a web server's access log: client address,
+//! method, path ([`clean`]ed), status, body bytes sent and duration. Headers are never logged,
+//! so neither is `Authorization`.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
 
 use axum::Router;
-use axum::body::Body;
-use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::body::{Body, Bytes, HttpBody};
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
 use base64::Engine;
 use dav_server::fakels::FakeLs;
@@ -22,6 +30,7 @@ use sha2::{Digest, Sha256};
 
 use super::RepoServerError;
 use crate::config::Secret;
+use crate::report::clean;
 
 /// The Basic realm the server announces in `WWW-Authenticate`.
 pub const REALM: &str = "igel-update-agent";
@@ -30,15 +39,20 @@ struct Server {
     dav: DavHandler,
     /// SHA-256 of `user:password`, the decoded form of a valid Basic `Authorization` header.
     credentials: Option<[u8; 32]>,
+    /// Access lines at INFO (else DEBUG).
+    access_log: bool,
 }
 
-/// Serves `dir` read-only over WebDAV on `listen` (port 0 picks a free port) until `shutdown`
-/// completes; `on_ready` receives the bound address once connections are accepted. With
-/// `auth = Some((user, password))` every request needs HTTP Basic authentication.
+/// Serves `dir` read-only over WebDAV until `shutdown` completes, on the first address of
+/// `listen` that can be bound (port 0 picks a free port); `on_ready` receives the bound
+/// address once connections are accepted. With `auth = Some((user, password))` every request
+/// needs HTTP Basic authentication. With `access_log` every request is logged at INFO, else at
+/// DEBUG.
 pub async fn serve(
     dir: PathBuf,
-    listen: SocketAddr,
+    listen: Vec<SocketAddr>,
     auth: Option<(String, Secret)>,
+    access_log: bool,
     shutdown: impl Future<Output = ()> + Send + 'static,
     on_ready: impl FnOnce(SocketAddr) + Send,
 ) -> Result<(), RepoServerError> {
@@ -47,14 +61,13 @@ pub async fn serve(
     if !dir.is_dir() {
         return Err(RepoServerError::NotADirectory { path: dir });
     }
-    let listen_error = |source| RepoServerError::Listen {
-        addr: listen,
-        source,
-    };
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .map_err(listen_error)?;
-    let addr = listener.local_addr().map_err(listen_error)?;
+    let listener = bind(&listen).await?;
+    let addr = listener
+        .local_addr()
+        .map_err(|source| RepoServerError::Listen {
+            addr: listen[0],
+            source,
+        })?;
     let dav = DavHandler::builder()
         .filesystem(LocalFs::new(&dir, false, false, false))
         .locksystem(FakeLs::new())
@@ -64,6 +77,7 @@ pub async fn serve(
     let server = Arc::new(Server {
         dav,
         credentials: auth.map(|(user, password)| credentials_digest(&user, &password)),
+        access_log,
     });
     let app = Router::new().fallback(handle).with_state(server.clone());
     tracing::info!(
@@ -73,10 +87,34 @@ pub async fn serve(
         "serving the repository read-only over WebDAV"
     );
     on_ready(addr);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(|source| RepoServerError::Serve { addr, source })
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+    .map_err(|source| RepoServerError::Serve { addr, source })
+}
+
+/// A listener on the first of `addrs` that can be bound; each one that cannot is logged (when
+/// another is left to try) or the error (the last one).
+async fn bind(addrs: &[SocketAddr]) -> Result<tokio::net::TcpListener, RepoServerError> {
+    let mut last = None;
+    for (i, &addr) in addrs.iter().enumerate() {
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(listener) => return Ok(listener),
+            Err(source) => {
+                if let Some(next) = addrs.get(i + 1) {
+                    tracing::warn!("cannot listen on {addr}: {source}; trying {next}");
+                }
+                last = Some(RepoServerError::Listen { addr, source });
+            }
+        }
+    }
+    Err(last.unwrap_or_else(|| RepoServerError::Listen {
+        addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "no address to listen on"),
+    }))
 }
 
 fn credentials_digest(user: &str, password: &Secret) -> [u8; 32] {
@@ -87,7 +125,12 @@ fn credentials_digest(user: &str, password: &Secret) -> [u8; 32] {
     hasher.finalize().into()
 }
 
-async fn handle(State(server): State<Arc<Server>>, request: Request) -> Response {
+async fn handle(
+    State(server): State<Arc<Server>>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    request: Request,
+) -> Response {
+    let started = Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let response = if server.authorized(request.headers()) {
@@ -96,8 +139,95 @@ async fn handle(State(server): State<Arc<Server>>, request: Request) -> Response
     } else {
         unauthorized()
     };
-    tracing::debug!(%method, %path, status = response.status().as_u16(), "repo serve request");
-    response
+    let (parts, body) = response.into_parts();
+    let access = Access {
+        info: server.access_log,
+        started,
+        client,
+        method,
+        path,
+        status: parts.status.as_u16(),
+        bytes: 0,
+    };
+    Response::from_parts(parts, Body::new(Logged { body, access }))
+}
+
+/// One line of the access log, written when the response body is dropped: after the last
+/// byte was handed to the connection, or when the client went away before that.
+struct Access {
+    /// At INFO (else DEBUG).
+    info: bool,
+    started: Instant,
+    client: SocketAddr,
+    method: Method,
+    path: String,
+    status: u16,
+    /// Body bytes handed to the connection so far.
+    bytes: u64,
+}
+
+impl Drop for Access {
+    fn drop(&mut self) {
+        let duration_ms = self.started.elapsed().as_secs_f64() * 1000.0;
+        let path = clean(&self.path);
+        macro_rules! log {
+            ($level:ident) => {
+                tracing::$level!(
+                    client = %self.client,
+                    method = %self.method,
+                    path = %path,
+                    status = self.status,
+                    bytes = self.bytes,
+                    duration_ms,
+                    "{} \"{} {}\" {} {} bytes {:.1} ms",
+                    self.client,
+                    self.method,
+                    path,
+                    self.status,
+                    self.bytes,
+                    duration_ms
+                )
+            };
+        }
+        if self.info {
+            log!(info);
+        } else {
+            log!(debug);
+        }
+    }
+}
+
+/// A response body that counts the bytes it yields into its [`Access`] line.
+struct Logged {
+    body: Body,
+    access: Access,
+}
+
+impl HttpBody for Logged {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.body).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled
+            && let Some(data) = frame.data_ref()
+        {
+            this.access.bytes += data.len() as u64;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
 }
 
 impl Server {
@@ -164,8 +294,9 @@ mod tests {
         let (ready, bound) = oneshot::channel();
         let task = tokio::spawn(serve(
             dir,
-            "127.0.0.1:0".parse().unwrap(),
+            vec!["127.0.0.1:0".parse().unwrap()],
             auth,
+            true,
             async move {
                 let _ = stopped.await;
             },
@@ -319,8 +450,9 @@ mod tests {
     async fn serving_a_missing_directory_is_an_error_naming_it() {
         let err = serve(
             "/nonexistent/repo".into(),
-            "127.0.0.1:0".parse().unwrap(),
+            vec!["127.0.0.1:0".parse().unwrap()],
             None,
+            true,
             async {},
             |_| panic!("must not become ready"),
         )
