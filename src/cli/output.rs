@@ -80,7 +80,10 @@ pub fn fit(line: &str, width: usize) -> std::borrow::Cow<'_, str> {
 /// Draws the one progress line of a terminal's stderr in place, cut to its width.
 pub fn progress(line: &str) {
     let width = terminal_width(&std::io::stderr()).unwrap_or(80);
-    stderr(format_args!("\r\x1b[2K{}", fit(line, width.saturating_sub(1))));
+    stderr(format_args!(
+        "\r\x1b[2K{}",
+        fit(line, width.saturating_sub(1))
+    ));
     PROGRESS_DRAWN.store(true, Ordering::Relaxed);
 }
 
