@@ -303,31 +303,52 @@ impl Status {
             out.push_str(&self.queue_text());
             return out;
         }
-        let _ = writeln!(
-            out,
-            "{:<24} {:<16} {:<24} {:>22}  REPOSITORY",
-            "APP", "VERSION", "STATE", "BYTES"
-        );
-        for a in &self.apps {
-            let bytes = format!(
-                "{} / {}",
-                human_bytes(a.bytes_done),
-                human_bytes(a.bytes_total)
-            );
-            let state = match (&a.active_version, a.active) {
-                (_, true) => format!("{} (active)", a.state),
-                (Some(v), false) => format!("{} (active: {v})", a.state),
-                (None, false) => a.state.clone(),
-            };
-            let _ = writeln!(
-                out,
-                "{:<24} {:<16} {:<24} {:>22}  {}",
-                a.name,
-                a.version,
-                state,
-                bytes,
-                a.repository.as_deref().unwrap_or("-")
-            );
+        // Columns as wide as their widest cell, so rows line up whatever the names, states
+        // and sizes are; an app's error goes on its own line below it.
+        let rows: Vec<[String; 5]> = self
+            .apps
+            .iter()
+            .map(|a| {
+                let state = match (&a.active_version, a.active) {
+                    (_, true) => format!("{} (active)", a.state),
+                    (Some(v), false) => format!("{} (active: {v})", a.state),
+                    (None, false) => a.state.clone(),
+                };
+                [
+                    a.name.clone(),
+                    a.version.clone(),
+                    state,
+                    format!(
+                        "{} / {}",
+                        human_bytes(a.bytes_done),
+                        human_bytes(a.bytes_total)
+                    ),
+                    a.repository.clone().unwrap_or_else(|| "-".into()),
+                ]
+            })
+            .collect();
+        let header = ["APP", "VERSION", "STATE", "BYTES", "REPOSITORY"].map(String::from);
+        let mut widths = header.clone().map(|h| h.chars().count());
+        for row in &rows {
+            for (w, cell) in widths.iter_mut().zip(row) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+        let line = |row: &[String; 5]| {
+            let mut text = String::new();
+            for (i, (cell, w)) in row.iter().zip(widths).enumerate() {
+                let pad = " ".repeat(w - cell.chars().count());
+                match i {
+                    3 => text.push_str(&format!("{pad}{cell}  ")),
+                    4 => text.push_str(cell),
+                    _ => text.push_str(&format!("{cell}{pad}  ")),
+                }
+            }
+            text
+        };
+        let _ = writeln!(out, "{}", line(&header));
+        for (a, row) in self.apps.iter().zip(&rows) {
+            let _ = writeln!(out, "{}", line(row));
             if let Some(e) = &a.error {
                 let _ = writeln!(out, "    error: {e}");
             }

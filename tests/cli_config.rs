@@ -793,3 +793,32 @@ fn delivery_without_an_idf_or_app_tables_is_bad_usage() {
     assert!(out.stderr.contains("IDF"), "{}", out.stderr);
     assert!(out.stderr.contains("[[app]]"), "{}", out.stderr);
 }
+
+/// Issue 11.7: on a terminal the log is coloured unless `NO_COLOR` is set.
+#[test]
+fn no_color_turns_the_colours_of_the_log_off() {
+    let device = Device::new();
+    deliverable_config(&device);
+    let has_colour = |bytes: &[u8]| {
+        let text = String::from_utf8_lossy(bytes);
+        text.split("\x1b[").skip(1).any(|rest| {
+            let code: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_digit() || *c == ';')
+                .collect();
+            !code.is_empty() && rest[code.len()..].starts_with('m')
+        })
+    };
+    let coloured =
+        support::term::run_in_terminal(&device.agent().command(&["delivery"]), 100, TIMEOUT);
+    assert!(
+        has_colour(&coloured),
+        "{}",
+        String::from_utf8_lossy(&coloured)
+    );
+    let mut plain = device.agent().command(&["delivery"]);
+    plain.env("NO_COLOR", "1");
+    let plain = support::term::run_in_terminal(&plain, 100, TIMEOUT);
+    assert!(!has_colour(&plain), "{}", String::from_utf8_lossy(&plain));
+    assert!(String::from_utf8_lossy(&plain).contains("no usable app.json"));
+}

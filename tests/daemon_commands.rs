@@ -823,3 +823,102 @@ fn status_after_a_killed_delivery_says_it_was_interrupted() {
         .clone();
     assert!(!plain.contains("in progress"), "{plain}");
 }
+
+/// Issue 11.7: `status --watch` on a narrow terminal: every line fits (nothing wraps), each
+/// redraw covers the last one (one drawing on the screen, no fragments), and the rate shows
+/// only while the app transfers.
+#[test]
+fn status_watch_fits_a_narrow_terminal_and_leaves_no_fragments() {
+    let repo = Repo::start();
+    let (device, _daemon, _data, _) = daemon_common::throttled_delivery(&repo);
+    const COLS: usize = 50;
+
+    let watch = device.agent().command(&["status", "--watch"]);
+    let bytes = support::term::run_in_terminal(&watch, COLS, Duration::from_secs(4));
+
+    let screen = support::term::Screen::replay(&bytes, COLS);
+    assert_eq!(
+        screen.wrapped,
+        0,
+        "a line wrapped:\n{}",
+        screen.lines.join("\n")
+    );
+    let drawings = screen
+        .lines
+        .iter()
+        .filter(|l| l.starts_with("Update status:"))
+        .count();
+    assert_eq!(
+        drawings,
+        1,
+        "fragments of earlier drawings:\n{}",
+        screen.lines.join("\n")
+    );
+    let app = screen
+        .lines
+        .iter()
+        .find(|l| l.starts_with(APP))
+        .unwrap_or_else(|| panic!("no line for {APP}:\n{}", screen.lines.join("\n")));
+    assert!(app.contains('%'), "{app}");
+
+    // Into a pipe or a file: plain lines, no cursor movements or erasures.
+    let mut piped = device.agent().spawn(&["status", "--watch"]);
+    std::thread::sleep(Duration::from_secs(2));
+    piped.kill_hard();
+    let text = piped.stdout();
+    assert!(text.contains("Update status:"), "{text}");
+    assert!(!text.contains('\x1b'), "{text:?}");
+}
+
+/// Issue 11.7: the progress line of a delivery in this process and the log lines written
+/// while it is drawn never share a line, the progress line fits the terminal, and it is gone
+/// when the command ends.
+#[test]
+fn progress_and_log_lines_never_share_a_line_on_a_terminal() {
+    let repo = Repo::start();
+    let big = publish_large(&repo, APP, "1.0", 1024 * 1024);
+    // A second app whose file has the right size and the wrong bytes: it fails (a log line)
+    // once its download is complete, while the first one is still in progress.
+    let bad = support::write_app(
+        repo.root(),
+        "broken",
+        "1.0",
+        &[("broken.bin", support::pseudo_random_bytes(7, 300 * 1024))],
+        false,
+    );
+    std::fs::write(
+        bad.dir.join("broken.bin"),
+        support::pseudo_random_bytes(8, 300 * 1024),
+    )
+    .expect("cannot tamper with the file");
+    let device = Device::new(&repo, &limit("256KB"));
+    let path = device.root().join("two.json");
+    std::fs::write(&path, idf(&[(APP, "1.0"), ("broken", "1.0")]).to_string())
+        .expect("cannot write the IDF");
+    const COLS: usize = 60;
+
+    let delivery = device
+        .agent()
+        .command(&["delivery", "--idf", &path_str(&path)]);
+    let bytes = support::term::run_in_terminal(&delivery, COLS, JOB_TIMEOUT);
+
+    let screen = support::term::Screen::replay(&bytes, COLS);
+    let text = screen.lines.join("\n");
+    assert!(
+        text.contains("broken"),
+        "the failure was not logged:\n{text}"
+    );
+    for line in &screen.lines {
+        assert!(
+            !line.contains("%]"),
+            "a progress line was left behind: {line:?}\n{text}"
+        );
+        if ["INFO", "WARN", "ERROR"].iter().any(|l| line.contains(l)) {
+            assert!(
+                line.starts_with("20"),
+                "a log line glued to another: {line:?}\n{text}"
+            );
+        }
+    }
+    device.assert_staged_bytes(APP, "1.0", &big);
+}

@@ -414,3 +414,43 @@ fn status_and_every_command_follow_one_rule_for_which_idf_applies() {
         "{st:#}"
     );
 }
+
+/// Issue 11.7: the columns of the plain `status` table line up whatever the cells hold (a
+/// long state such as `marked-for-installation (active: 1.0)`, names of different lengths).
+#[test]
+fn the_status_table_keeps_its_columns_aligned() {
+    let repo = Repo::start();
+    repo.add(APP, "1.0", false);
+    repo.add(APP, "2.0", false);
+    repo.add("a-much-longer-app-name-than-usual", "10.20.30", false);
+    let device = repo.device("");
+    update(&device, &[(APP, "1.0")], &[]).assert_success();
+    deliver(
+        &device,
+        &[
+            (APP, "2.0"),
+            ("a-much-longer-app-name-than-usual", "10.20.30"),
+        ],
+    )
+    .assert_success();
+
+    let text = device.run(&["status"]).assert_success().stdout.clone();
+    let header = text
+        .lines()
+        .find(|l| l.starts_with("APP"))
+        .unwrap_or_else(|| panic!("no table:\n{text}"));
+    let rows: Vec<&str> = text.lines().filter(|l| l.ends_with("central")).collect();
+    assert_eq!(rows.len(), 2, "{text}");
+    assert!(rows.iter().any(|r| r.contains("(active: 1.0)")), "{text}");
+    for column in ["VERSION", "STATE", "REPOSITORY"] {
+        let at = header.find(column).expect("a column");
+        for row in &rows {
+            let before = &row[..at];
+            assert!(
+                before.ends_with("  ") || column == "REPOSITORY" && before.ends_with(' '),
+                "{column} does not start at column {at} in {row:?}:\n{text}"
+            );
+            assert_ne!(row.as_bytes()[at], b' ', "{column} in {row:?}:\n{text}");
+        }
+    }
+}

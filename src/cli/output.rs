@@ -47,8 +47,16 @@ pub fn stdout_gone() -> bool {
     STDOUT_GONE.load(Ordering::Relaxed)
 }
 
-/// Writes to stderr; after a failed write nothing more is tried.
+/// Writes to stderr (first erasing a progress line, which is drawn again at its next tick);
+/// after a failed write nothing more is tried.
 pub fn stderr(args: std::fmt::Arguments<'_>) {
+    if PROGRESS_DRAWN.swap(false, Ordering::Relaxed) {
+        raw_stderr(format_args!("\r\x1b[2K"));
+    }
+    raw_stderr(args);
+}
+
+fn raw_stderr(args: std::fmt::Arguments<'_>) {
     if STDERR_GONE.load(Ordering::Relaxed) {
         return;
     }
@@ -80,7 +88,7 @@ pub fn fit(line: &str, width: usize) -> std::borrow::Cow<'_, str> {
 /// Draws the one progress line of a terminal's stderr in place, cut to its width.
 pub fn progress(line: &str) {
     let width = terminal_width(&std::io::stderr()).unwrap_or(80);
-    stderr(format_args!(
+    raw_stderr(format_args!(
         "\r\x1b[2K{}",
         fit(line, width.saturating_sub(1))
     ));
@@ -90,7 +98,7 @@ pub fn progress(line: &str) {
 /// Erases the progress line, if one is drawn.
 pub fn clear_progress() {
     if PROGRESS_DRAWN.swap(false, Ordering::Relaxed) {
-        stderr(format_args!("\r\x1b[2K"));
+        raw_stderr(format_args!("\r\x1b[2K"));
     }
 }
 

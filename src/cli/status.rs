@@ -132,6 +132,12 @@ fn watch(rt: &tokio::runtime::Runtime, settings: &Settings) -> CmdResult {
             "Update status: {}",
             status.update_status.as_deref().unwrap_or("no update yet")
         )];
+        let name_width = status
+            .apps
+            .iter()
+            .map(|a| a.name.chars().count() + 1 + a.version.chars().count())
+            .max()
+            .unwrap_or(0);
         for app in &status.apps {
             if let Some((bytes, when)) = last.get(&app.name) {
                 let secs = now.duration_since(*when).as_secs_f64();
@@ -142,20 +148,31 @@ fn watch(rt: &tokio::runtime::Runtime, settings: &Settings) -> CmdResult {
                 }
             }
             last.insert(app.name.clone(), (app.bytes_done, now));
-            lines.push(progress_line(
-                app,
-                rates.get(&app.name).copied().unwrap_or(0.0),
-            ));
+            // A rate belongs to a transfer that runs; a finished app shows none.
+            let rate = if app.state == "downloading" {
+                rates.get(&app.name).copied().unwrap_or(0.0)
+            } else {
+                rates.remove(&app.name);
+                0.0
+            };
+            lines.push(progress_line(app, rate, name_width));
         }
         let text = lines.join("\n");
         if terminal {
-            // Back to the first line of the last drawing, then draw over it.
+            // Every line cut to the terminal's width (read again each time: it may have been
+            // resized), so none wraps and the redraw covers exactly what was drawn.
+            let width = super::output::terminal_width(&std::io::stdout()).unwrap_or(80);
             if drawn > 0 {
-                out!("\x1b[{drawn}A");
+                out!("\x1b[{drawn}A\r");
             }
             for line in &lines {
-                outln!("\x1b[2K{line}");
+                outln!(
+                    "\x1b[2K{}",
+                    super::output::fit(line, width.saturating_sub(1))
+                );
             }
+            // Lines of apps that are gone since the last drawing.
+            out!("\x1b[J");
             drawn = lines.len();
         } else if text != previous_text {
             outln!("{text}");
@@ -168,8 +185,10 @@ fn watch(rt: &tokio::runtime::Runtime, settings: &Settings) -> CmdResult {
     }
 }
 
-fn progress_line(app: &crate::report::AppStatus, rate: f64) -> String {
-    const WIDTH: u64 = 24;
+/// `name version [#####-----]  42%  1.2 MiB / 3.0 MiB  256.0 KiB/s  ETA 7s  downloading`: the
+/// state first after the bar would move with the sizes, so it comes last.
+fn progress_line(app: &crate::report::AppStatus, rate: f64, name_width: usize) -> String {
+    const WIDTH: u64 = 20;
     let filled = app
         .bytes_done
         .saturating_mul(WIDTH)
@@ -195,9 +214,8 @@ fn progress_line(app: &crate::report::AppStatus, rate: f64) -> String {
         String::new()
     };
     format!(
-        "{:<20} {:<12} [{}{}] {pct:>3}% {:>10} / {:<10} {:>12} {:<9} {}",
-        app.name,
-        app.version,
+        "{:<name_width$}  [{}{}] {pct:>3}% {:>10} / {:<10} {:>12} {:<9} {}",
+        format!("{} {}", app.name, app.version),
         "#".repeat(filled),
         "-".repeat(WIDTH as usize - filled),
         human_bytes(app.bytes_done),

@@ -18,6 +18,7 @@
 pub mod agent;
 pub mod apache;
 pub mod mock;
+pub mod term;
 pub mod tls;
 pub mod ums;
 
