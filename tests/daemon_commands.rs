@@ -922,3 +922,39 @@ fn progress_and_log_lines_never_share_a_line_on_a_terminal() {
     }
     device.assert_staged_bytes(APP, "1.0", &big);
 }
+
+/// Issue 11.9: `--quiet` prints nothing on success (in this process or through the daemon)
+/// and still the failure and its exit code.
+#[test]
+fn quiet_prints_nothing_on_success_and_the_failure_on_failure() {
+    let repo = Repo::start();
+    repo.add(APP, "1.0", false);
+    let device = Device::new(&repo, "");
+    let idf_path = idf_file(&device);
+
+    let here = device
+        .agent()
+        .run(&["--quiet", "delivery", "--idf", &idf_path], JOB_TIMEOUT);
+    here.assert_success();
+    assert_eq!(here.stderr, "", "in this process");
+
+    let _daemon = device.start();
+    let there = device
+        .agent()
+        .run(&["-q", "delivery", "--idf", &idf_path], JOB_TIMEOUT);
+    there.assert_success();
+    assert_eq!(there.stderr, "", "through the daemon");
+
+    let missing = device.root().join("missing.json");
+    std::fs::write(&missing, idf(&[("nosuchapp", "1.0")]).to_string()).expect("cannot write");
+    let failed = device.agent().run(
+        &["-q", "delivery", "--idf", &path_str(&missing), "--wait"],
+        JOB_TIMEOUT,
+    );
+    failed.assert_code(1);
+    assert!(
+        failed.stderr.contains("Delivery failed: nosuchapp"),
+        "{}",
+        failed.stderr
+    );
+}

@@ -37,16 +37,21 @@ fn persisted_ids(device: &Device) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// The time stamp (UTC, as the daemon logs it on stderr) of the first line containing
-/// `needle`.
+/// The time stamp (local time, as the daemon logs it on stderr) of the first line containing
+/// `needle`, in UTC.
 fn logged_at(log: &str, needle: &str) -> DateTime<Utc> {
+    use chrono::TimeZone;
     let line = log
         .lines()
         .find(|l| l.contains(needle))
         .unwrap_or_else(|| panic!("no {needle:?} in the log:\n{log}"));
-    let stamp = line.split_whitespace().next().unwrap_or_default();
-    DateTime::parse_from_rfc3339(stamp)
-        .unwrap_or_else(|e| panic!("{stamp:?} in {line:?} is not an RFC 3339 time: {e}"))
+    let stamp = line.get(..23).unwrap_or_default();
+    let local = chrono::NaiveDateTime::parse_from_str(stamp, "%Y-%m-%d %H:%M:%S%.3f")
+        .unwrap_or_else(|e| panic!("{stamp:?} in {line:?} is not a local time stamp: {e}"));
+    chrono::Local
+        .from_local_datetime(&local)
+        .earliest()
+        .unwrap_or_else(|| panic!("{stamp:?} does not exist in the local time zone"))
         .with_timezone(&Utc)
 }
 
@@ -302,8 +307,11 @@ fn second_daemon_on_the_same_state_dir_exits_3() {
     let second = device.agent().run(&["run"], Duration::from_secs(30));
 
     second.assert_code(3);
+    let pid = first.pid();
     assert!(
-        second.stderr.contains("another igel-update-agent"),
+        second
+            .stderr
+            .contains(&format!("the daemon (pid {pid}) holds")),
         "{}",
         second.stderr
     );
