@@ -19,6 +19,7 @@ pub mod manifest;
 pub mod repo_server;
 pub mod report;
 pub mod repository;
+pub mod shutdown;
 pub mod store;
 pub mod transfer;
 pub mod ums;

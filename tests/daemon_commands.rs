@@ -958,3 +958,27 @@ fn quiet_prints_nothing_on_success_and_the_failure_on_failure() {
         failed.stderr
     );
 }
+
+/// Issue 13.4: with `check_on_boot = false` and no IDF assigned, the start brings the
+/// `[[app]]` tables in place and says so, instead of naming check_on_boot.
+#[test]
+fn the_start_says_why_it_transfers_the_configured_apps() {
+    let repo = Repo::start();
+    let data = repo.add(APP, "1.0", false);
+    let repositories = format!(
+        "[[repository]]\nname = \"central\"\nurl = {:?}\npriority = 100\n\n\
+         [[app]]\nname = {APP:?}\nversion = \"1.0\"\n",
+        repo.apache.url()
+    );
+    let device = Device::with_repositories(&repositories, "check_on_boot = false\n");
+    let mut daemon = device.start();
+
+    daemon.wait_for_app(APP, "marked-for-installation");
+    device.assert_staged_bytes(APP, "1.0", &data);
+    let log = daemon.stderr();
+    assert!(
+        log.contains("no IDF assigned: the [[app]] tables of the configuration are transferred"),
+        "{log}"
+    );
+    assert!(!log.contains("check_on_boot:"), "{log}");
+}

@@ -56,12 +56,20 @@ pub async fn bind(path: &Path) -> Result<UnixListener, ControlError> {
 }
 
 /// Serves connections until the task is dropped.
-pub async fn serve(listener: UnixListener, handler: Handler) {
+pub async fn serve(
+    listener: UnixListener,
+    handler: Handler,
+    mut shutdown: crate::shutdown::Shutdown,
+) {
     let own_uid = nix::unistd::geteuid().as_raw();
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     let reserve = Arc::new(tokio::sync::Semaphore::new(PRIVILEGED_RESERVE));
     loop {
-        let stream = match listener.accept().await {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = shutdown.recv() => return,
+        };
+        let stream = match accepted {
             Ok((stream, _)) => stream,
             Err(e) => {
                 tracing::warn!("control socket: accept failed: {e}");

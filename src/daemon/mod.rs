@@ -92,9 +92,10 @@ pub async fn run(source: ConfigSource, store: Arc<Store>) -> Result<(), DaemonEr
         ums: Mutex::new(None),
     });
     daemon.queue_boot_work()?;
-    let server = tokio::spawn(control::serve(listener, daemon.handler()));
-    let worker = tokio::spawn(daemon.clone().work());
-    let notifier = tokio::spawn(daemon.clone().notify_systemd());
+    let (stop, shutdown) = crate::shutdown::channel();
+    let server = tokio::spawn(control::serve(listener, daemon.handler(), shutdown.clone()));
+    let worker = tokio::spawn(daemon.clone().work(shutdown.clone()));
+    let notifier = tokio::spawn(daemon.clone().notify_systemd(shutdown));
     daemon.start_ums();
     tracing::info!(
         "igel-update-agent {} running; control socket {}",
@@ -104,17 +105,16 @@ pub async fn run(source: ConfigSource, store: Arc<Store>) -> Result<(), DaemonEr
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
     let result = daemon.clone().signals(signals).await;
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
-    worker.abort();
-    // The command that ran stays queued and runs again at the next start; until then nothing
-    // may say it is in progress.
-    let _ = worker.await;
+    // Every task ends itself; a running command is dropped where it waits (its partial files
+    // stay), stays queued and runs again at the next start. Until then nothing may say it is
+    // in progress.
+    stop.fire();
+    let _ = tokio::join!(worker, server, notifier);
     let reason = "interrupted: the daemon stopped; the command runs again at its next start \
                   (partial downloads are kept and resume)";
     if let Err(e) = daemon.agent.read().clone().record_interruption(reason) {
         tracing::error!("cannot record the interruption: {e}");
     }
-    server.abort();
-    notifier.abort();
     let ums = daemon.ums.lock().take();
     if let Some(ums) = ums {
         ums.stop().await;
@@ -217,7 +217,7 @@ impl Daemon {
     }
 
     /// `STATUS=` with the update status, and watchdog pings while the daemon lives.
-    async fn notify_systemd(self: Arc<Self>) {
+    async fn notify_systemd(self: Arc<Self>, mut shutdown: crate::shutdown::Shutdown) {
         let watchdog = sd_notify::watchdog_enabled();
         let tick = watchdog.map_or(Duration::from_secs(1), |w| {
             (w / 2).min(Duration::from_secs(1))
@@ -236,7 +236,10 @@ impl Daemon {
             if watchdog.is_some() {
                 let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
             }
-            tokio::time::sleep(tick).await;
+            tokio::select! {
+                () = tokio::time::sleep(tick) => {}
+                () = shutdown.recv() => return,
+            }
         }
     }
 }

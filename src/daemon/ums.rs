@@ -12,13 +12,13 @@ use crate::config::settings::UmsSettings;
 pub(super) struct UmsTask {
     settings: UmsSettings,
     task: tokio::task::JoinHandle<()>,
-    stop: tokio::sync::watch::Sender<bool>,
+    stop: crate::shutdown::Trigger,
 }
 
 impl UmsTask {
     /// Asks the channel to close its session (1001, going away) and gives it a moment.
     pub(super) async fn stop(self) {
-        let _ = self.stop.send(true);
+        self.stop.fire();
         let mut task = self.task;
         if tokio::time::timeout(Duration::from_secs(1), &mut task)
             .await
@@ -52,7 +52,7 @@ impl Daemon {
             let daemon = self.clone();
             Arc::new(move || daemon.status())
         };
-        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        let (stop, stop_rx) = crate::shutdown::channel();
         let channel = crate::ums::Channel::new(
             ums.clone(),
             settings.update.connect_timeout,

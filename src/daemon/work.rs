@@ -20,20 +20,29 @@ impl Daemon {
     pub(super) fn queue_boot_work(&self) -> Result<(), StoreError> {
         let settings = self.settings.read().clone();
         let state = self.store.snapshot();
-        let idf = match state.idf {
+        let (idf, why) = match state.idf {
             Some(_) => {
                 let missing = state.apps.iter().any(|a| a.state.awaits_transfer());
                 if !settings.update.check_on_boot || !missing {
                     return Ok(());
                 }
                 match self.store.assigned_idf() {
-                    Some(idf) => idf,
+                    Some(idf) => (
+                        idf,
+                        "check_on_boot: the assigned apps are not all in place; transfer queued",
+                    ),
                     None => return Ok(()),
                 }
             }
-            None if !settings.apps.is_empty() => Idf {
-                apps: settings.apps.clone(),
-            },
+            // Whatever check_on_boot says: until an IDF is assigned, [[app]] is the device's
+            // own list, and it is brought in place at start.
+            None if !settings.apps.is_empty() => (
+                Idf {
+                    apps: settings.apps.clone(),
+                },
+                "no IDF assigned: the [[app]] tables of the configuration are transferred; \
+                 transfer queued",
+            ),
             None => return Ok(()),
         };
         let id = format!("boot-{}", Utc::now().format("%Y%m%dT%H%M%S%.3f"));
@@ -48,18 +57,26 @@ impl Daemon {
                 });
             }
         })?;
-        tracing::info!(command_id = %id, "check_on_boot: the assigned apps are not all in place; transfer queued");
+        tracing::info!(command_id = %id, "{why}");
         Ok(())
     }
 
     /// Runs queued commands one at a time, each when its time has come.
-    pub(super) async fn work(self: std::sync::Arc<Self>) {
+    /// Ends when `shutdown` says so; a command that runs then is dropped where it waits (it
+    /// stays queued, its partial files stay).
+    pub(super) async fn work(self: std::sync::Arc<Self>, mut shutdown: crate::shutdown::Shutdown) {
         loop {
+            if shutdown.is_shutdown() {
+                return;
+            }
             let now = Utc::now();
             match queue::next(&self.store.snapshot(), now) {
                 Ok(command) => {
                     let span = tracing::info_span!("command", command_id = %command.id);
-                    self.execute(command).instrument(span).await;
+                    tokio::select! {
+                        () = self.execute(command).instrument(span) => {}
+                        () = shutdown.recv() => return,
+                    }
                 }
                 Err(next_due) => {
                     let wait = next_due
@@ -69,6 +86,7 @@ impl Daemon {
                     tokio::select! {
                         _ = self.wake.notified() => {}
                         _ = tokio::time::sleep(wait) => {}
+                        () = shutdown.recv() => return,
                     }
                 }
             }

@@ -51,7 +51,7 @@ pub struct Channel {
     status: StatusFn,
     /// Becomes `true` when the daemon stops or the channel is replaced: an open session is
     /// closed with 1001 (going away), a pending round is not started.
-    stop: tokio::sync::watch::Receiver<bool>,
+    stop: crate::shutdown::Shutdown,
     /// The clock difference at the last `hello_ack`, kept in the record across failures.
     clock_skew_s: Option<i64>,
 }
@@ -135,7 +135,7 @@ impl Channel {
         store: Arc<Store>,
         handler: Handler,
         status: StatusFn,
-        stop: tokio::sync::watch::Receiver<bool>,
+        stop: crate::shutdown::Shutdown,
     ) -> Channel {
         // What an earlier run saw stays in the record until the next hello_ack.
         let clock_skew_s = ConnectionRecord::read(store.state_dir()).and_then(|r| r.clock_skew_s);
@@ -174,11 +174,11 @@ impl Channel {
         loop {
             let mut lasted = false;
             for url in self.settings.urls.clone() {
-                if *self.stop.borrow() {
+                if self.stop.is_shutdown() {
                     return;
                 }
                 let end = self.session(&url, &device_id).await;
-                if *self.stop.borrow() {
+                if self.stop.is_shutdown() {
                     // Closed on purpose: nothing failed.
                     self.record(ConnectionRecord::default());
                     return;
@@ -213,7 +213,7 @@ impl Channel {
             };
             tokio::select! {
                 () = tokio::time::sleep(pause) => {}
-                _ = self.stop.changed() => return,
+                () = self.stop.recv() => return,
             }
         }
     }
@@ -239,7 +239,7 @@ impl Channel {
             Ok(reason) => reason,
             Err(e) => e.to_string(),
         };
-        if !*self.stop.borrow() {
+        if !self.stop.is_shutdown() {
             // Best effort: the server may be gone already. (Stopping sent its close already.)
             let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
         }
@@ -329,7 +329,7 @@ impl Channel {
                     }
                 }
                 () = self.store.events_added() => self.flush_events(ws).await?,
-                _ = self.stop.changed() => {
+                () = self.stop.recv() => {
                     let _ = ws.send(Message::Close(Some(CloseFrame {
                         code: CloseCode::Away,
                         reason: "the agent is stopping".into(),
