@@ -13,7 +13,7 @@ use super::lifecycle::Event;
 use super::plan::PlannedApp;
 use super::{Agent, AgentError, Outcome};
 use crate::idf::Idf;
-use crate::report::{self, Phase};
+use crate::report::{self, Phase, StatusText};
 use crate::store::{AppRecord, AppState, Store, StoreError};
 use crate::transfer::{FileJob, Observer, ResumeHint, Transfer, part_path};
 
@@ -28,9 +28,10 @@ impl Agent {
             .unless_cancelled(self.transfer(&planned, failed))
             .await??;
         if outcome.is_success() {
-            outcome.status = report::DELIVERY_SUCCESSFUL.to_string();
-            tracing::info!("{}", outcome.status);
-            self.set_status(outcome.status.clone())?;
+            let status = StatusText::Successful(report::Command::Delivery);
+            tracing::info!("{status}");
+            self.set_status(&status)?;
+            outcome.status = status.to_string();
         }
         Ok(outcome)
     }
@@ -42,9 +43,9 @@ impl Agent {
         planned: &[PlannedApp],
         failed: Vec<(String, String)>,
     ) -> Result<Outcome, AgentError> {
-        let status = report::status_text(self.words(), Phase::TransferStarted);
+        let status = StatusText::in_progress(self.words(), Phase::TransferStarted);
         tracing::info!("{status}");
-        self.set_status(status)?;
+        self.set_status(&status)?;
         let mut outcome = Outcome {
             failed,
             ..Outcome::default()
@@ -125,9 +126,10 @@ impl Agent {
             }
         }
         if let Some((app, reason)) = outcome.failed.first() {
-            outcome.status = report::failed_status(self.words(), app, reason);
-            tracing::error!("{}", outcome.status);
-            self.set_status(outcome.status.clone())?;
+            let status = StatusText::app_failed(self.words(), app, reason);
+            tracing::error!("{status}");
+            self.set_status(&status)?;
+            outcome.status = status.to_string();
         }
         Ok(outcome)
     }

@@ -26,7 +26,7 @@ use crate::store::{AppState, Store, StoreError};
 use crate::transfer::RetryPolicy;
 use lifecycle::Event;
 use plan::PlannedApp;
-pub use update::{DEFERRED, InformUser, NOT_NECESSARY, SUCCESSFUL, UpdateOptions};
+pub use update::{InformUser, UpdateOptions};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
@@ -131,9 +131,9 @@ impl Agent {
         for app in transferring {
             self.transition(&app, Event::TransferFailed, Some(reason.clone()))?;
         }
-        let status = crate::report::command_failed(self.words(), &reason);
+        let status = crate::report::StatusText::failed(self.words(), &reason);
         tracing::warn!("{status}; partial downloads are kept");
-        self.set_status(status)?;
+        self.set_status(&status)?;
         Err(AgentError::Cancelled)
     }
 
@@ -166,11 +166,12 @@ impl Agent {
         if let Some(command) = state
             .update_status
             .as_deref()
-            .and_then(crate::report::in_progress)
+            .and_then(crate::report::StatusText::parse)
+            .and_then(|s| s.running())
         {
-            let status = crate::report::command_failed(command, reason);
+            let status = crate::report::StatusText::failed(command, reason);
             tracing::warn!("{status}");
-            self.set_status(status)?;
+            self.set_status(&status)?;
         }
         Ok(())
     }
@@ -267,8 +268,8 @@ impl Agent {
         (planned, failed)
     }
 
-    fn set_status(&self, status: String) -> Result<(), StoreError> {
-        let status = crate::report::clean(&status).into_owned();
+    fn set_status(&self, status: &crate::report::StatusText) -> Result<(), StoreError> {
+        let status = crate::report::clean(&status.to_string()).into_owned();
         self.store.update(|s| s.update_status = Some(status))
     }
 }

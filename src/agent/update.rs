@@ -9,7 +9,7 @@ use super::lifecycle::Event;
 use super::plan::PlannedApp;
 use super::{Agent, AgentError, Outcome};
 use crate::idf::Idf;
-use crate::report::{self, Phase};
+use crate::report::{self, Phase, StatusText};
 use crate::store::{AppState, StoreError};
 
 #[derive(Debug, Clone, Default)]
@@ -32,11 +32,6 @@ pub struct InformUser {
     /// Whether the user may postpone (exit 10 of the notify command).
     pub can_cancel: bool,
 }
-
-pub const DEFERRED: &str = "Update deferred";
-
-pub const NOT_NECESSARY: &str = "Update not necessary";
-pub const SUCCESSFUL: &str = "Update successful";
 
 impl Agent {
     pub async fn update(&self, idf: &Idf, options: &UpdateOptions) -> Result<Outcome, AgentError> {
@@ -65,8 +60,9 @@ impl Agent {
         }
         .digest();
         if failed.is_empty() && !options.force && self.in_place(&digest, &planned) {
-            tracing::info!("{NOT_NECESSARY}: the IDF has not changed and every app is in place");
-            self.set_status(NOT_NECESSARY.to_string())?;
+            let status = StatusText::NotNecessary;
+            tracing::info!("{status}: the IDF has not changed and every app is in place");
+            self.set_status(&status)?;
             // What an earlier failed attempt said of these apps no longer applies.
             self.store.update(|s| {
                 for a in s.apps.iter_mut() {
@@ -75,7 +71,7 @@ impl Agent {
             })?;
             return Ok(Outcome {
                 unchanged: planned.iter().map(|p| p.manifest.name.clone()).collect(),
-                status: NOT_NECESSARY.to_string(),
+                status: status.to_string(),
                 ..Outcome::default()
             });
         }
@@ -89,31 +85,33 @@ impl Agent {
         if !outcome.is_success() {
             return Ok(outcome);
         }
-        let status = report::status_text(self.words(), Phase::TransferCompleted);
+        let status = StatusText::in_progress(self.words(), Phase::TransferCompleted);
         tracing::info!("{status}");
-        self.set_status(status.clone())?;
+        self.set_status(&status)?;
         if options.stage_only {
-            outcome.status = report::DELIVERY_SUCCESSFUL.to_string();
-            tracing::info!("{}", outcome.status);
-            self.set_status(outcome.status.clone())?;
+            let status = StatusText::Successful(report::Command::Delivery);
+            tracing::info!("{status}");
+            self.set_status(&status)?;
+            outcome.status = status.to_string();
             return Ok(outcome);
         }
         if let Some(inform) = &options.inform_user
             && !self.user_agrees(inform, &planned).await
             && !self.cancel.is_requested()
         {
-            tracing::info!("{DEFERRED}: the user postponed the installation");
-            self.set_status(DEFERRED.to_string())?;
-            outcome.status = DEFERRED.to_string();
+            let status = StatusText::Deferred;
+            tracing::info!("{status}: the user postponed the installation");
+            self.set_status(&status)?;
+            outcome.status = status.to_string();
             outcome.deferred = true;
             return Ok(outcome);
         }
         if !self.cancel.enter_installation() {
             return self.unless_cancelled(async {}).await.map(|()| outcome);
         }
-        let status = report::status_text(self.words(), Phase::InstallationStarted);
+        let status = StatusText::in_progress(self.words(), Phase::InstallationStarted);
         tracing::info!("{status}");
-        self.set_status(status)?;
+        self.set_status(&status)?;
         let activation = self.activate_staged(|_| true).await?;
         outcome.done = activation.done;
         outcome.failed = activation.failed;
@@ -153,9 +151,9 @@ impl Agent {
             tracing::info!("nothing to activate at boot");
             return Ok(Outcome::default());
         }
-        let status = report::status_text(self.words(), Phase::InstallationStarted);
+        let status = StatusText::in_progress(self.words(), Phase::InstallationStarted);
         tracing::info!("{status}");
-        self.set_status(status)?;
+        self.set_status(&status)?;
         let mut outcome = self.activate_staged(waiting).await?;
         let digest = self.store.snapshot().idf_sha256;
         self.finish_installation(&mut outcome, digest.as_deref())?;
@@ -170,15 +168,17 @@ impl Agent {
         digest: Option<&str>,
     ) -> Result<(), StoreError> {
         if let Some((app, reason)) = outcome.failed.first() {
-            outcome.status = report::failed_status(self.words(), app, reason);
-            tracing::error!("{}", outcome.status);
-            return self.set_status(outcome.status.clone());
+            let status = StatusText::app_failed(self.words(), app, reason);
+            tracing::error!("{status}");
+            outcome.status = status.to_string();
+            return self.set_status(&status);
         }
-        let status = report::status_text(self.words(), Phase::InstallationCompleted);
+        let status = StatusText::in_progress(self.words(), Phase::InstallationCompleted);
         tracing::info!("{status}");
-        self.set_status(status)?;
-        outcome.status = SUCCESSFUL.to_string();
-        tracing::info!("{SUCCESSFUL}");
+        self.set_status(&status)?;
+        let successful = StatusText::Successful(report::Command::Update);
+        outcome.status = successful.to_string();
+        tracing::info!("{successful}");
         let all_installed = self
             .store
             .snapshot()
@@ -186,7 +186,7 @@ impl Agent {
             .iter()
             .all(|a| a.state == AppState::Installed);
         self.store.update(|s| {
-            s.update_status = Some(SUCCESSFUL.to_string());
+            s.update_status = Some(successful.to_string());
             if all_installed && digest.is_some() && digest == s.idf_sha256.as_deref() {
                 s.applied_idf_sha256 = digest.map(str::to_string);
             }

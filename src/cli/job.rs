@@ -300,13 +300,15 @@ pub fn via_daemon(
                     "the daemon sent no status"
                 )));
             };
-            let pending = status["commands"]
-                .as_array()
-                .is_some_and(|c| c.iter().any(|c| c["id"] == id.as_str()));
+            let pending = status
+                .commands
+                .as_ref()
+                .is_some_and(|c| c.iter().any(|c| c.id == id));
             if !pending {
-                let text = status["update_status"].as_str().unwrap_or("").to_string();
+                let text = status.update_status.clone().unwrap_or_default();
                 errln!("{text}");
-                let failed = crate::report::is_failure(&text);
+                let failed =
+                    crate::report::StatusText::parse(&text).is_some_and(|s| s.is_failure());
                 return Ok(if failed {
                     ExitCode::from(1)
                 } else {
@@ -328,9 +330,7 @@ pub fn daemon_state_dir(
         &settings.paths.control_socket,
         &request,
     ))?;
-    Ok(reply
-        .status
-        .and_then(|s| s.get("state_dir").and_then(|d| d.as_str()).map(Into::into)))
+    Ok(reply.status.and_then(|s| s.state_dir))
 }
 
 /// The IDF part of a request: a URL stays a URL for the daemon to fetch, a file is read here

@@ -46,13 +46,14 @@ pub fn run(global: &Global, args: Args) -> CmdResult {
     }
     let status = current(&rt, &settings)?;
     if args.json {
+        // Through a `Value`: its keys come out sorted, as they always have.
+        let value = serde_json::to_value(&status).map_err(Failure::failed)?;
         outln!(
             "{}",
-            serde_json::to_string_pretty(&status).map_err(Failure::failed)?
+            serde_json::to_string_pretty(&value).map_err(Failure::failed)?
         );
     } else {
-        let parsed: Status = serde_json::from_value(status).map_err(Failure::failed)?;
-        out!("{}", parsed.to_text());
+        out!("{}", status.to_text());
         if let Some(line) = ums_line(&settings) {
             outln!("{line}");
         }
@@ -75,10 +76,7 @@ fn ums_line(settings: &Settings) -> Option<String> {
 }
 
 /// The daemon's status (with its queue) when it runs, else what state.json says.
-fn current(
-    rt: &tokio::runtime::Runtime,
-    settings: &Settings,
-) -> Result<serde_json::Value, Failure> {
+fn current(rt: &tokio::runtime::Runtime, settings: &Settings) -> Result<Status, Failure> {
     let request = serde_json::json!({"id": super::job::command_id("status"), "command": "status"});
     if let Ok(reply) = rt.block_on(crate::control::client::request(
         &settings.paths.control_socket,
@@ -86,8 +84,7 @@ fn current(
     )) && let Some(status) = reply.status
     {
         let ours = std::path::absolute(&settings.paths.state_dir).ok();
-        let theirs = status["state_dir"].as_str().map(std::path::PathBuf::from);
-        match theirs {
+        match status.state_dir.clone() {
             Some(theirs) if Some(&theirs) != ours.as_ref() => {
                 static SAID: std::sync::Once = std::sync::Once::new();
                 SAID.call_once(|| {
@@ -99,7 +96,7 @@ fn current(
                     )
                 });
             }
-            _ => return Ok(status),
+            _ => return Ok(*status),
         }
     }
     let mut state = read_state(&settings.paths.state_dir)
@@ -116,7 +113,7 @@ fn current(
             .map(|c| crate::report::QueuedStatus::new(c, false))
             .collect(),
     );
-    serde_json::to_value(status).map_err(Failure::failed)
+    Ok(status)
 }
 
 fn watch(rt: &tokio::runtime::Runtime, settings: &Settings) -> CmdResult {
@@ -125,8 +122,7 @@ fn watch(rt: &tokio::runtime::Runtime, settings: &Settings) -> CmdResult {
     let mut rates: HashMap<String, f64> = HashMap::new();
     let (mut drawn, mut previous_text) = (0, String::new());
     loop {
-        let status: Status =
-            serde_json::from_value(current(rt, settings)?).map_err(Failure::failed)?;
+        let status = current(rt, settings)?;
         let now = Instant::now();
         let mut lines = vec![format!(
             "Update status: {}",

@@ -321,7 +321,7 @@ pub struct Reply {
     pub error: Option<String>,
     /// For `status`: the `status --json` document.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<Value>,
+    pub status: Option<Box<crate::report::Status>>,
 }
 
 impl Reply {

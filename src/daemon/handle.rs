@@ -35,7 +35,7 @@ impl Daemon {
         let result = match &request.command {
             Command::Status => {
                 let mut reply = Reply::accepted(&id);
-                reply.status = Some(self.status());
+                reply.status = Some(Box::new(self.status()));
                 return reply;
             }
             Command::Cancel(c) => self.cancel(&id, &c.target),
@@ -135,7 +135,7 @@ impl Daemon {
     }
 
     /// The `status --json` document with the queue.
-    pub(super) fn status(&self) -> serde_json::Value {
+    pub(super) fn status(&self) -> Status {
         let state = self.store.snapshot();
         let running = self.running.lock().clone();
         let mut status = Status::new(&self.settings.read(), &state);
@@ -146,7 +146,7 @@ impl Daemon {
                 .map(|c| QueuedStatus::new(c, running.as_deref() == Some(c.id.as_str())))
                 .collect(),
         );
-        serde_json::to_value(status).unwrap_or(serde_json::Value::Null)
+        status
     }
 }
 

@@ -129,7 +129,7 @@ impl Daemon {
                         crate::report::Command::Delivery
                     }
                 };
-                let status = crate::report::command_failed(words, &reason);
+                let status = crate::report::StatusText::failed(words, &reason).to_string();
                 if let Err(e) = self.store.update(|s| s.update_status = Some(status)) {
                     tracing::error!(command_id = %id, "command {id}: cannot record the failure: {e}");
                 }

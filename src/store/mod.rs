@@ -313,9 +313,11 @@ impl State {
         if let Some(command) = self
             .update_status
             .as_deref()
-            .and_then(crate::report::in_progress)
+            .and_then(crate::report::StatusText::parse)
+            .and_then(|s| s.running())
         {
-            self.update_status = Some(crate::report::command_failed(command, reason));
+            let failed = crate::report::StatusText::failed(command, reason);
+            self.update_status = Some(failed.to_string());
         }
         self
     }

@@ -41,7 +41,7 @@ pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(60);
 pub const RECORD_FILE: &str = "ums.json";
 
 /// The status document for `hello` (the same as `status --json` and the `status` command).
-pub type StatusFn = Arc<dyn Fn() -> Value + Send + Sync>;
+pub type StatusFn = Arc<dyn Fn() -> crate::report::Status + Send + Sync>;
 
 pub struct Channel {
     settings: UmsSettings,

@@ -8,61 +8,8 @@ use serde::Serialize;
 use crate::config::{SetAside, Settings};
 use crate::store::{QueuedCommand, State};
 
-/// The steps of an update, each with its IGEL status text.
-#[derive(Debug, Clone, Copy)]
-pub enum Phase {
-    TransferStarted,
-    TransferCompleted,
-    InstallationStarted,
-    InstallationCompleted,
-}
-
-/// Which command the status texts speak of. An Update (DESIGN 7: IGEL's words) ends with
-/// `Update successful`; a Delivery, or the transfer of an assigned IDF, ends with
-/// `Delivery successful`, so that a transfer that has ended never reads as one that runs.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum Command {
-    #[default]
-    Update,
-    Delivery,
-}
-
-impl Command {
-    pub fn word(self) -> &'static str {
-        match self {
-            Command::Update => "Update",
-            Command::Delivery => "Delivery",
-        }
-    }
-}
-
-/// The outcome of a successful Delivery (transferred and staged; nothing activated).
-pub const DELIVERY_SUCCESSFUL: &str = "Delivery successful";
-
-/// `Update in progress (Transfer started – 2026-11-22 16:35:00)`, local time, en dash; a
-/// Delivery says `Delivery in progress (...)`.
-pub fn status_text(command: Command, phase: Phase) -> String {
-    let step = match phase {
-        Phase::TransferStarted => "Transfer started",
-        Phase::TransferCompleted => "Transfer completed",
-        Phase::InstallationStarted => "Installation started",
-        Phase::InstallationCompleted => "Installation completed",
-    };
-    let now = chrono::Local::now().format("%Y-%m-%d %H:%M:%S");
-    format!("{} in progress ({step} \u{2013} {now})", command.word())
-}
-
-/// The command a status text says is running, if it says one is.
-pub fn in_progress(text: &str) -> Option<Command> {
-    [Command::Update, Command::Delivery]
-        .into_iter()
-        .find(|c| text.starts_with(&format!("{} in progress (", c.word())))
-}
-
-/// Whether a status text is the outcome of a failed Update or Delivery.
-pub fn is_failure(text: &str) -> bool {
-    text.starts_with("Update failed") || text.starts_with("Delivery failed")
-}
+mod words;
+pub use words::{Command, Phase, StatusText};
 
 /// Text that came from outside (a server's answer in an error, a listing, a header) made safe
 /// to store, print, log and send: control characters and the invisible bidirectional marks
@@ -87,17 +34,6 @@ pub fn clean(text: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(out)
 }
 
-/// `Update failed: <app>: <reason>` (a Delivery: `Delivery failed: ...`), with the reason
-/// [`clean`]ed.
-pub fn failed_status(command: Command, app: &str, reason: &str) -> String {
-    format!("{} failed: {app}: {}", command.word(), clean(reason))
-}
-
-/// `Update failed: <reason>` for a failure that concerns no single app.
-pub fn command_failed(command: Command, reason: &str) -> String {
-    format!("{} failed: {}", command.word(), clean(reason))
-}
-
 pub fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut value = n as f64;
@@ -113,13 +49,13 @@ pub fn human_bytes(n: u64) -> String {
     }
 }
 
-#[derive(Debug, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct StatusSettings {
     pub activate_after_installation: bool,
     pub bandwidth_limit_bytes_per_sec: Option<u64>,
 }
 
-#[derive(Debug, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct AppStatus {
     pub name: String,
     pub version: String,
@@ -134,7 +70,7 @@ pub struct AppStatus {
 }
 
 /// One waiting command, as `status` shows the queue.
-#[derive(Debug, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct QueuedStatus {
     pub id: String,
     pub command: String,
@@ -156,7 +92,7 @@ impl QueuedStatus {
 }
 
 /// The `status --json` document.
-#[derive(Debug, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Status {
     pub agent_version: String,
     pub settings: StatusSettings,
@@ -181,7 +117,7 @@ pub struct Status {
 }
 
 /// The wanted apps and their source, as `status` shows them.
-#[derive(Debug, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct WantedStatus {
     pub source: crate::agent::wanted::Source,
     pub apps: Vec<crate::idf::WantedApp>,
@@ -386,47 +322,6 @@ impl Status {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn status_texts_use_the_igel_words_and_an_en_dash() {
-        let text = status_text(Command::Update, Phase::TransferStarted);
-        assert!(
-            text.starts_with("Update in progress (Transfer started \u{2013} "),
-            "{text}"
-        );
-        assert!(text.ends_with(')'));
-        // "YYYY-MM-DD HH:MM:SS" between the dash and the parenthesis.
-        let stamp = &text["Update in progress (Transfer started \u{2013} ".len()..text.len() - 1];
-        assert_eq!(stamp.len(), 19, "{stamp}");
-        assert!(
-            chrono::NaiveDateTime::parse_from_str(stamp, "%Y-%m-%d %H:%M:%S").is_ok(),
-            "{stamp}"
-        );
-    }
-
-    #[test]
-    fn a_delivery_has_its_own_words_and_outcome() {
-        let text = status_text(Command::Delivery, Phase::TransferStarted);
-        assert!(
-            text.starts_with("Delivery in progress (Transfer started"),
-            "{text}"
-        );
-        assert_eq!(in_progress(&text), Some(Command::Delivery));
-        let text = status_text(Command::Update, Phase::InstallationStarted);
-        assert_eq!(in_progress(&text), Some(Command::Update));
-        for ended in [
-            DELIVERY_SUCCESSFUL,
-            "Update successful",
-            "Update not necessary",
-        ] {
-            assert_eq!(in_progress(ended), None, "{ended}");
-            assert!(!is_failure(ended), "{ended}");
-        }
-        let failed = failed_status(Command::Delivery, "zoom", "404\n");
-        assert_eq!(failed, "Delivery failed: zoom: 404\\u{a}");
-        assert!(is_failure(&failed));
-        assert!(is_failure(&command_failed(Command::Update, "cancelled")));
-    }
 
     #[test]
     fn text_from_servers_cannot_reach_a_terminal_raw() {
