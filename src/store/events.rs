@@ -35,21 +35,6 @@ pub struct StatusEvent {
     pub message: Option<String>,
 }
 
-impl StatusEvent {
-    /// The frame sent to the UMS.
-    pub fn to_frame(&self) -> serde_json::Value {
-        serde_json::json!({
-            "event": "status",
-            "seq": self.seq,
-            "ts": self.ts,
-            "app": self.app,
-            "version": self.version,
-            "state": self.state,
-            "message": self.message,
-        })
-    }
-}
-
 /// The persisted queue.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EventQueue {

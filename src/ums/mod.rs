@@ -10,6 +10,7 @@
 //! What the channel last saw is kept in `<state>/ums.json` for `check`.
 
 pub mod connect;
+pub mod protocol;
 pub mod tls;
 
 use std::path::Path;
@@ -20,7 +21,6 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use futures_util::{SinkExt, StreamExt};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -30,6 +30,8 @@ use crate::control;
 use crate::control::server::Handler;
 use crate::store::Store;
 use connect::{ConnectError, Ws};
+pub use protocol::read_hello_ack;
+use protocol::{Event, Hello, Outgoing};
 
 pub const BACKOFF_FIRST: Duration = Duration::from_secs(1);
 pub const BACKOFF_CAP: Duration = Duration::from_secs(5 * 60);
@@ -264,12 +266,8 @@ impl Channel {
         device_id: &str,
         greeted: &mut bool,
     ) -> Result<String, ConnectError> {
-        let hello = json!({"hello": {
-            "device_id": device_id,
-            "agent_version": env!("CARGO_PKG_VERSION"),
-            "status": (self.status)(),
-        }});
-        send(ws, &hello).await?;
+        let status = (self.status)();
+        send(ws, Outgoing::Hello(Hello::new(device_id, &status))).await?;
         let server_time = match tokio::time::timeout(HELLO_ACK_TIMEOUT, self.hello_ack(ws)).await {
             Ok(Ok(Some(time))) => time,
             Ok(Ok(None)) => return Ok("the server closed the connection before hello_ack".into()),
@@ -382,7 +380,7 @@ impl Channel {
             );
         }
         let reply = (self.handler)(request, true);
-        send(ws, &serde_json::to_value(&reply).unwrap_or_default()).await
+        send(ws, Outgoing::Reply(&reply)).await
     }
 
     /// Sends what is queued, oldest first; each event leaves the queue once its frame was
@@ -396,7 +394,10 @@ impl Channel {
         let mut last_sent = None;
         let mut result = Ok(());
         if pending.dropped > 0 {
-            result = send(ws, &json!({"event": "dropped", "count": pending.dropped})).await;
+            let dropped = Event::Dropped {
+                count: pending.dropped,
+            };
+            result = send(ws, Outgoing::Event(dropped)).await;
             if result.is_ok() {
                 tracing::warn!(
                     "UMS: {} status events were dropped while disconnected (queue full)",
@@ -407,7 +408,7 @@ impl Channel {
         }
         if result.is_ok() {
             for event in &pending.events {
-                result = send(ws, &event.to_frame()).await;
+                result = send(ws, Outgoing::Event(Event::Status(event))).await;
                 if result.is_err() {
                     break;
                 }
@@ -442,27 +443,8 @@ impl Channel {
     }
 }
 
-/// A frame read while waiting for `hello_ack`: `None` when it is no `hello_ack` (then it is a
-/// command), else its time or why it is unusable.
-pub fn read_hello_ack(text: &str) -> Option<Result<DateTime<Utc>, String>> {
-    let value: Value = serde_json::from_str(text).ok()?;
-    let ack = value.get("hello_ack")?;
-    let time = ack
-        .get("time")
-        .and_then(Value::as_str)
-        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-        .map(|t| t.with_timezone(&Utc));
-    Some(time.ok_or_else(|| {
-        let shown = crate::report::clean(&ack.to_string())
-            .chars()
-            .take(200)
-            .collect::<String>();
-        format!("hello_ack without an RFC 3339 `time`: {shown}")
-    }))
-}
-
-async fn send(ws: &mut Ws, value: &Value) -> Result<(), ConnectError> {
-    ws.send(Message::text(value.to_string()))
+async fn send(ws: &mut Ws, frame: Outgoing<'_>) -> Result<(), ConnectError> {
+    ws.send(Message::text(frame.text()))
         .await
         .map_err(|e| connect::classify_ws(&e))
 }
