@@ -1,7 +1,9 @@
 //! The transfer phase shared by the Delivery and Update commands: record what is wanted, fetch
 //! what is missing with at most `parallel_downloads` files in flight, commit every complete
 //! version to the store, and stage it where the setting "activate after installation" says.
-//! Also the journal side of a transfer: progress, resume hints and failovers.
+//! Also the journal side of a transfer: progress, resume hints and failovers. This is where
+//! the two sides meet: the store names the paths of a [`FileJob`], and what a transfer reports
+//! of its source becomes the store's [`ResumeHint`] (and that, the next time, an [`IfRange`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,8 +16,8 @@ use super::plan::PlannedApp;
 use super::{Agent, AgentError, Outcome};
 use crate::idf::Idf;
 use crate::report::{self, Phase, StatusText};
-use crate::store::{AppRecord, AppState, Store, StoreError};
-use crate::transfer::{FileJob, Observer, ResumeHint, Transfer, part_path};
+use crate::store::{AppRecord, AppState, ResumeHint, Store, StoreError};
+use crate::transfer::{FileJob, IfRange, Observer, Source, Transfer};
 
 impl Agent {
     /// The Delivery command: transfer and stage; never activates and leaves the wanted state
@@ -196,12 +198,10 @@ impl Agent {
     fn check_space(&self, apps: &[&PlannedApp]) -> Result<(), String> {
         let mut need = 0u64;
         for p in apps {
-            let staging = self
-                .store
-                .staging_dir(&p.manifest.name, &p.manifest.version);
+            let (name, version) = (&p.manifest.name, &p.manifest.version);
             for f in &p.manifest.files {
-                let have =
-                    std::fs::metadata(part_path(&staging.join(&f.path))).map_or(0, |m| m.len());
+                let part = self.store.part_file(name, version, &f.path);
+                let have = std::fs::metadata(part).map_or(0, |m| m.len());
                 need += f.size.saturating_sub(have);
             }
         }
@@ -239,7 +239,6 @@ impl Agent {
             .unwrap_or_default();
         tracing::info!(app = %name, version = %version, bytes = p.manifest.total_bytes(),
             "{name} {version}: {} file(s), {}", p.manifest.files.len(), report::human_bytes(p.manifest.total_bytes()));
-        let staging = self.store.staging_dir(name, version);
         let observer = JournalObserver {
             store: self.store.clone(),
         };
@@ -249,8 +248,9 @@ impl Agent {
                 version: version.clone(),
                 spec: f.clone(),
                 remote: format!("{name}/{version}/{}", f.path),
-                local: staging.join(&f.path),
-                resume: hints.get(&f.path).cloned(),
+                part: self.store.part_file(name, version, &f.path),
+                local: self.store.staged_file(name, version, &f.path),
+                if_range: hints.get(&f.path).and_then(if_range),
             };
             let (slots, observer) = (slots.clone(), &observer);
             async move {
@@ -304,6 +304,14 @@ impl Agent {
     }
 }
 
+/// What a transfer may send in `If-Range` for a part file the journal has a hint for.
+fn if_range(hint: &ResumeHint) -> Option<IfRange> {
+    Some(IfRange {
+        repository: hint.repository.clone(),
+        validator: hint.validator.clone()?,
+    })
+}
+
 /// Connects transfers to the journal: progress goes into `state.json` (at most once a second),
 /// each file's source into its resume hint, failovers into the log.
 struct JournalObserver {
@@ -311,7 +319,12 @@ struct JournalObserver {
 }
 
 impl Observer for JournalObserver {
-    fn source(&self, job: &FileJob, hint: &ResumeHint) {
+    fn source(&self, job: &FileJob, source: &Source) {
+        // Only the repository and its validator outlive the run; the size was checked already.
+        let hint = ResumeHint {
+            repository: source.repository.clone(),
+            validator: source.validator.clone(),
+        };
         let result = self.store.update(|s| {
             if let Some(app) = s.app_mut(&job.app) {
                 let previous = app.files.get(&job.spec.path).map(|h| h.repository.clone());
@@ -320,7 +333,7 @@ impl Observer for JournalObserver {
                         "{} {}: {} now comes from {} (was {})", job.app, job.version, job.spec.path,
                         hint.repository, previous.unwrap_or_default());
                 }
-                app.files.insert(job.spec.path.clone(), hint.clone());
+                app.files.insert(job.spec.path.clone(), hint);
             }
         });
         if let Err(e) = result {

@@ -14,13 +14,13 @@ const REMOVING: &str = ".removing-";
 impl Store {
     /// The active version of `app` (the target of its `current` link).
     pub fn current_version(&self, app: &str) -> Option<String> {
-        let target = std::fs::read_link(self.apps_dir.join(app).join(CURRENT)).ok()?;
+        let target = std::fs::read_link(self.app_dir(app).join(CURRENT)).ok()?;
         target.file_name().map(|n| n.to_string_lossy().into_owned())
     }
 
     /// Points `current` at `version` (or removes it for `None`) in one atomic rename.
     pub fn point_current(&self, app: &str, version: Option<&str>) -> Result<(), StoreError> {
-        let dir = self.apps_dir.join(app);
+        let dir = self.app_dir(app);
         let link = dir.join(CURRENT);
         repair_current(&link)?;
         match version {
@@ -51,7 +51,7 @@ impl Store {
 
     /// Complete versions of `app` on disk, in no particular order.
     pub fn versions(&self, app: &str) -> Vec<String> {
-        let Ok(entries) = std::fs::read_dir(self.apps_dir.join(app)) else {
+        let Ok(entries) = std::fs::read_dir(self.app_dir(app)) else {
             return Vec::new();
         };
         entries
@@ -90,8 +90,8 @@ impl Store {
     /// Deletes an app entirely: its `current` link first, then every version.
     pub fn remove_app(&self, app: &str) -> Result<(), StoreError> {
         self.point_current(app, None)?;
-        remove_dir_safely(&self.apps_dir.join(app))?;
-        remove_dir_safely(&self.state_dir.join("staging").join(app))
+        remove_dir_safely(&self.app_dir(app))?;
+        remove_dir_safely(&self.staging_app_dir(app))
     }
 
     /// Deletes the partial downloads of `app` other than those of `keep` (a version no longer
@@ -101,7 +101,7 @@ impl Store {
         app: &str,
         keep: Option<&str>,
     ) -> Result<Vec<String>, StoreError> {
-        let dir = self.state_dir.join("staging").join(app);
+        let dir = self.staging_app_dir(app);
         let Ok(entries) = std::fs::read_dir(&dir) else {
             return Ok(Vec::new());
         };
@@ -122,7 +122,7 @@ impl Store {
 
     /// Apps with partial downloads under `staging/`.
     pub fn staging_apps(&self) -> Vec<String> {
-        let Ok(entries) = std::fs::read_dir(self.state_dir.join("staging")) else {
+        let Ok(entries) = std::fs::read_dir(self.staging_root()) else {
             return Vec::new();
         };
         entries
@@ -134,7 +134,7 @@ impl Store {
 
     /// Deletes the partial downloads of every app.
     pub fn remove_staging(&self) -> Result<(), StoreError> {
-        let staging = self.state_dir.join("staging");
+        let staging = self.staging_root();
         let Ok(entries) = std::fs::read_dir(&staging) else {
             return Ok(());
         };
@@ -148,18 +148,14 @@ impl Store {
     /// `current` that is not a link (an earlier version could stage a version of that name).
     pub(super) fn finish_interrupted_removals(&self) -> Result<(), StoreError> {
         for app in self.apps_on_disk() {
-            repair_current(&self.apps_dir.join(&app).join(CURRENT))?;
+            repair_current(&self.app_dir(&app).join(CURRENT))?;
         }
-        let mut dirs = vec![self.apps_dir.clone(), self.state_dir.join("staging")];
-        dirs.extend(
-            self.apps_on_disk()
-                .into_iter()
-                .map(|a| self.apps_dir.join(a)),
-        );
+        let mut dirs = vec![self.apps_dir.clone(), self.staging_root()];
+        dirs.extend(self.apps_on_disk().into_iter().map(|a| self.app_dir(&a)));
         dirs.extend(
             self.staging_apps()
                 .into_iter()
-                .map(|a| self.state_dir.join("staging").join(a)),
+                .map(|a| self.staging_app_dir(&a)),
         );
         for dir in dirs {
             let Ok(entries) = std::fs::read_dir(&dir) else {

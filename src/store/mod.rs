@@ -1,41 +1,44 @@
 //! Everything the agent keeps on disk (DESIGN 3): the state journal `state.json` (with the
 //! daemon's command queue, its IDFs stored once under `idf/`), the single-instance lock,
 //! partial downloads under `staging/`, and complete versions under `apps/<app>/<version>/`.
+//! [`layout`] names those paths (all but the files of [`documents`] and `events`), for the
+//! store and for everyone outside it.
 //!
 //! Every change is crash-safe: files are written to a temporary name, fsynced, renamed, and
 //! the directory is fsynced. A version appears under `apps/` in one rename, complete and
-//! verified, or not at all. `store` never touches the network.
+//! verified, or not at all. `store` never touches the network and never depends on the code
+//! that does (`transfer`, `repository`): a transfer gets its paths from the store through the
+//! agent, and what it learns is turned into records here by the agent.
 
-use std::collections::{BTreeMap, VecDeque};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, MutexGuard};
-use serde::{Deserialize, Serialize};
 
 use crate::config::settings::PathSettings;
 use crate::idf::Idf;
 use crate::manifest::Manifest;
-use crate::transfer::{ResumeHint, part_path};
 
 mod apps;
 pub mod commands;
 pub mod documents;
 mod events;
 pub mod journal;
+pub mod layout;
+mod lock;
 mod recover;
 mod replace;
+mod state;
 
 pub use commands::{MAX_QUEUED, MAX_QUEUED_BYTES, Queued, QueuedCommand, QueuedUpdate};
 pub use documents::IdfRef;
 pub use events::{EVENT_QUEUE_CAPACITY, EVENTS_FILE, Pending, StatusEvent};
 pub use journal::{MAX_FINISHED, MAX_NOTICES, read_state};
+pub use lock::lock_held;
+use state::STATE_FORMAT;
+pub use state::{Activation, AppRecord, AppState, ResumeHint, State};
 
-use crate::config::SetAside;
-
-/// 2: IDFs as stored documents, typed commands, notices of what was set aside.
-const STATE_FORMAT: u32 = 2;
 /// The largest journal read (format 1 could hold megabytes of inline IDFs).
 pub const MAX_JOURNAL: u64 = 256 * 1024 * 1024;
 /// Progress is written to `state.json` at most this often (state changes: always).
@@ -48,7 +51,7 @@ pub enum StoreError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{} holds {}: {}", holder_text(holder), path.display(), locked_hint(holder))]
+    #[error("{} holds {}: {}", lock::holder_text(holder), path.display(), lock::locked_hint(holder))]
     Locked {
         path: PathBuf,
         /// The pid and command the holder wrote into the lock file, when it did.
@@ -66,145 +69,6 @@ pub(crate) fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError
     move |source| StoreError::Io {
         path: path.to_path_buf(),
         source,
-    }
-}
-
-/// IGEL's "Installed Apps" words for a version's state (DESIGN 6).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum AppState {
-    Assigned,
-    Downloading,
-    Downloaded,
-    MarkedForInstallation,
-    Installed,
-    DownloadFailed,
-    ActivationFailed,
-    MarkedForRemoval,
-}
-
-impl AppState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AppState::Assigned => "assigned",
-            AppState::Downloading => "downloading",
-            AppState::Downloaded => "downloaded",
-            AppState::MarkedForInstallation => "marked-for-installation",
-            AppState::Installed => "installed",
-            AppState::DownloadFailed => "download-failed",
-            AppState::ActivationFailed => "activation-failed",
-            AppState::MarkedForRemoval => "marked-for-removal",
-        }
-    }
-}
-
-/// What the agent knows about one app.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AppRecord {
-    pub name: String,
-    /// The version the IDF wants (the one being downloaded, staged or active).
-    pub version: String,
-    pub state: AppState,
-    #[serde(default)]
-    pub active_version: Option<String>,
-    #[serde(default)]
-    pub bytes_done: u64,
-    #[serde(default)]
-    pub bytes_total: u64,
-    #[serde(default)]
-    pub repository: Option<String>,
-    #[serde(default)]
-    pub error: Option<String>,
-    /// Per file: where its part file came from, to resume with `If-Range`.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub files: BTreeMap<String, ResumeHint>,
-    /// The version active before the last activation, kept for rollback.
-    #[serde(default)]
-    pub previous_version: Option<String>,
-    /// Written before `current` is swapped: the version to go back to if the activation
-    /// fails, also after a crash in the middle of it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub activating: Option<Activation>,
-    /// SHA-256 of the `app.json` the last plan wanted for `version`: only a staged copy with
-    /// this digest may replace the active content of that name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub wanted_app_json: Option<String>,
-}
-
-/// An activation in progress.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Activation {
-    pub previous: Option<String>,
-    /// Set when the activation swaps new content in under the active version's own name: the
-    /// SHA-256 of the new `app.json`, to tell after a crash whether the swap happened.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub replacing: Option<String>,
-}
-
-impl AppRecord {
-    pub fn new(name: &str, version: &str) -> AppRecord {
-        AppRecord {
-            name: name.to_string(),
-            version: version.to_string(),
-            state: AppState::Assigned,
-            active_version: None,
-            bytes_done: 0,
-            bytes_total: 0,
-            repository: None,
-            error: None,
-            files: BTreeMap::new(),
-            previous_version: None,
-            activating: None,
-            wanted_app_json: None,
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct State {
-    pub format: u32,
-    /// The IDF last assigned (a stored document).
-    #[serde(default)]
-    pub idf: Option<IdfRef>,
-    #[serde(default)]
-    pub idf_sha256: Option<String>,
-    #[serde(default)]
-    pub applied_idf_sha256: Option<String>,
-    #[serde(default)]
-    pub update_status: Option<String>,
-    #[serde(default)]
-    pub apps: Vec<AppRecord>,
-    /// Accepted commands not yet finished, in the order they arrived (the daemon's queue).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub commands: Vec<QueuedCommand>,
-    /// Ids of the last finished commands, so a command sent twice runs once.
-    #[serde(default, skip_serializing_if = "VecDeque::is_empty")]
-    pub finished_commands: VecDeque<String>,
-    /// What was read back but did not validate, and was set aside (shown by `status` and
-    /// `check` until `settings --reset NAME` forgets it).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub set_aside: Vec<SetAside>,
-}
-
-impl Default for State {
-    fn default() -> Self {
-        State {
-            format: STATE_FORMAT,
-            idf: None,
-            idf_sha256: None,
-            applied_idf_sha256: None,
-            update_status: None,
-            apps: Vec::new(),
-            commands: Vec::new(),
-            finished_commands: VecDeque::new(),
-            set_aside: Vec::new(),
-        }
-    }
-}
-
-impl State {
-    pub fn app_mut(&mut self, name: &str) -> Option<&mut AppRecord> {
-        self.apps.iter_mut().find(|a| a.name == name)
     }
 }
 
@@ -238,91 +102,6 @@ pub struct Store {
     _lock: File,
 }
 
-fn holder_text(holder: &Option<(u32, String)>) -> String {
-    match holder {
-        Some((pid, command)) if command == "run" => format!("the daemon (pid {pid})"),
-        Some((pid, command)) => format!("`igel-update-agent {command}` (pid {pid})"),
-        None => "another igel-update-agent".to_string(),
-    }
-}
-
-fn locked_hint(holder: &Option<(u32, String)>) -> &'static str {
-    match holder {
-        Some((_, command)) if command == "run" => {
-            "commands go to it through its control socket; if this one did not, the daemon \
-             listens on another control_socket (`systemctl status igel-update-agent` shows it)"
-        }
-        Some(_) => "wait for it to end, or stop it (Ctrl-C keeps its partial downloads)",
-        None => "is the service running? try `systemctl status igel-update-agent`",
-    }
-}
-
-/// The subcommand of this process, for the lock file (only the word: the arguments may hold
-/// secrets, such as `settings KEY=VALUE`).
-fn own_command() -> String {
-    const WITH_VALUE: [&str; 3] = ["--config", "--state-dir", "--log-level"];
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        if WITH_VALUE.contains(&arg.as_str()) {
-            args.next();
-        } else if !arg.starts_with('-') {
-            return if arg.chars().all(|c| c.is_ascii_lowercase() || c == '-') && arg.len() <= 16 {
-                arg
-            } else {
-                "?".to_string()
-            };
-        }
-    }
-    "?".to_string()
-}
-
-/// What the holder of a lock wrote into it: `<pid> <command>`.
-fn read_holder(lock_path: &Path) -> Option<(u32, String)> {
-    let text = crate::durable::read_regular(lock_path, 256).ok()?;
-    let text = String::from_utf8(text).ok()?;
-    let (pid, command) = text.trim().split_once(' ')?;
-    let command = crate::report::clean(command).into_owned();
-    Some((pid.parse().ok()?, command))
-}
-
-/// Whether a process (the daemon, or a command running in its own process) holds the lock of
-/// `state_dir`. `false` when there is no lock file or it cannot be opened: then nothing can
-/// hold it either.
-pub fn lock_held(state_dir: &Path) -> bool {
-    let Ok(file) = File::open(state_dir.join("lock")) else {
-        return false;
-    };
-    matches!(
-        file.try_lock_shared(),
-        Err(std::fs::TryLockError::WouldBlock)
-    )
-}
-
-impl State {
-    /// What the next start records of a command that no process runs any more (see
-    /// `Agent::record_interruption`): apps still `downloading` are `download-failed` with
-    /// `reason`, and a status that says a command is in progress is its failure. `status`
-    /// shows a journal that no process holds this way, so nothing reads as running that is not.
-    pub fn as_interrupted(mut self, reason: &str) -> State {
-        for app in &mut self.apps {
-            if app.state == AppState::Downloading {
-                app.state = AppState::DownloadFailed;
-                app.error = Some(reason.to_string());
-            }
-        }
-        if let Some(command) = self
-            .update_status
-            .as_deref()
-            .and_then(crate::report::StatusText::parse)
-            .and_then(|s| s.running())
-        {
-            let failed = crate::report::StatusText::failed(command, reason);
-            self.update_status = Some(failed.to_string());
-        }
-        self
-    }
-}
-
 impl Store {
     /// Creates the layout if needed and takes the single-instance lock.
     pub fn open(paths: &PathSettings) -> Result<Store, StoreError> {
@@ -330,39 +109,10 @@ impl Store {
         let absolute = |p: &Path| std::path::absolute(p).map_err(io_error(p));
         let state_dir = absolute(&paths.state_dir)?;
         let apps_dir = absolute(&paths.apps_dir)?;
-        for dir in [&state_dir, &state_dir.join("staging"), &apps_dir] {
+        for dir in [&state_dir, &layout::staging_root(&state_dir), &apps_dir] {
             std::fs::create_dir_all(dir).map_err(io_error(dir))?;
         }
-        let lock_path = state_dir.join("lock");
-        let lock = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(io_error(&lock_path))?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                let holder = read_holder(&lock_path);
-                return Err(StoreError::Locked {
-                    path: lock_path,
-                    holder,
-                });
-            }
-            Err(std::fs::TryLockError::Error(source)) => {
-                return Err(StoreError::Io {
-                    path: lock_path,
-                    source,
-                });
-            }
-        }
-        // Who holds it, for the next process that finds it taken (best effort: the lock is
-        // the flock, not this text).
-        {
-            use std::io::Write;
-            let _ = lock.set_len(0);
-            let _ = writeln!(&lock, "{} {}", std::process::id(), own_command());
-        }
+        let lock = lock::take(&state_dir)?;
         let mut store = Store {
             state_dir,
             apps_dir,
@@ -433,24 +183,12 @@ impl Store {
     }
 
     fn save(&self, state: &State) -> Result<(), StoreError> {
-        let path = self.state_dir.join("state.json");
+        let path = layout::state_file(&self.state_dir);
         let bytes = serde_json::to_vec_pretty(state).map_err(|e| StoreError::Corrupt {
             path: path.clone(),
             reason: e.to_string(),
         })?;
         write_atomic(&path, &bytes)
-    }
-
-    pub fn state_dir(&self) -> &Path {
-        &self.state_dir
-    }
-
-    pub fn staging_dir(&self, app: &str, version: &str) -> PathBuf {
-        self.state_dir.join("staging").join(app).join(version)
-    }
-
-    pub fn version_dir(&self, app: &str, version: &str) -> PathBuf {
-        self.apps_dir.join(app).join(version)
     }
 
     /// A version is complete once its directory (a real one, not a link) holds its `app.json`
@@ -480,8 +218,8 @@ impl Store {
         let staging = self.staging_dir(&manifest.name, &manifest.version);
         let mut dirs = std::collections::BTreeSet::new();
         for file in &manifest.files {
-            let target = staging.join(&file.path);
-            let part = part_path(&target);
+            let target = self.staged_file(&manifest.name, &manifest.version, &file.path);
+            let part = self.part_file(&manifest.name, &manifest.version, &file.path);
             if part.exists() {
                 std::fs::rename(&part, &target).map_err(io_error(&part))?;
             }
@@ -496,7 +234,7 @@ impl Store {
             sync_dir(dir)?;
         }
         let target = self.version_dir(&manifest.name, &manifest.version);
-        let app_dir = self.apps_dir.join(&manifest.name);
+        let app_dir = self.app_dir(&manifest.name);
         std::fs::create_dir_all(&app_dir).map_err(io_error(&app_dir))?;
         let active = self.current_version(&manifest.name).as_deref() == Some(&manifest.version);
         if self.holds(manifest) {
@@ -590,9 +328,9 @@ mod tests {
             }],
             reboot: false,
         };
-        let staged = store.staging_dir("a", "1").join("bin/x");
-        std::fs::create_dir_all(staged.parent().unwrap()).unwrap();
-        std::fs::write(part_path(&staged), b"hi").unwrap();
+        let part = store.part_file("a", "1", "bin/x");
+        std::fs::create_dir_all(part.parent().unwrap()).unwrap();
+        std::fs::write(&part, b"hi").unwrap();
         assert!(!store.is_complete("a", "1"));
         let target = store.commit_version(&manifest, b"{}").unwrap();
         assert!(store.is_complete("a", "1"));

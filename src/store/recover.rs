@@ -28,7 +28,7 @@ impl Store {
             .filter_map(|app| self.record_from_disk(app))
             .collect();
         state.set_aside.push(SetAside {
-            name: "state.json".into(),
+            name: super::layout::STATE_FILE.into(),
             reason: format!(
                 "not a valid state journal ({reason}); kept as {}, the apps were rebuilt from \
                  {} and the command queue is empty",

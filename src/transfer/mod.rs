@@ -9,7 +9,10 @@
 //! the transfer back.
 //!
 //! `transfer` never decides what to download or when to activate; it gets a file and a list of
-//! repositories and returns a verified file or the reason each repository failed.
+//! repositories and returns a verified file or the reason each repository failed. It knows
+//! nothing of the store: a [`FileJob`] carries the paths to write (the agent gets them from the
+//! store), and what the transfer learns of a source goes to its [`Observer`] as a [`Source`],
+//! which the agent turns into what the store keeps.
 
 mod part;
 pub mod retry;
@@ -25,7 +28,6 @@ use crate::manifest::FileSpec;
 use crate::repository::stall::SpeedWindow;
 pub use crate::repository::stall::Stall;
 use crate::repository::{self, Repository, RepositoryError};
-pub use part::part_path;
 use part::{PartFile, Pipeline};
 pub use retry::RetryPolicy;
 
@@ -61,24 +63,38 @@ pub struct FileJob {
     pub spec: FileSpec,
     /// Path of the file below the repository root: `<app>/<version>/<path>`.
     pub remote: String,
-    /// Where the verified file ends up (its `.part` sits beside it).
+    /// Where the bytes grow, kept across runs to resume from (a finished file left at
+    /// `local` by an interrupted commit is moved back here and verified again).
+    pub part: PathBuf,
+    /// Where the verified file is expected once the caller commits it.
     pub local: PathBuf,
-    /// What an earlier run learned: which repository wrote the part file, and its ETag.
-    pub resume: Option<ResumeHint>,
+    /// What an earlier run learned of the copy the part file came from, if anything.
+    pub if_range: Option<IfRange>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct ResumeHint {
+/// The validator an earlier run got from `repository` for the bytes already in the part
+/// file: sent in `If-Range` when resuming from that same repository only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IfRange {
     pub repository: String,
-    /// Strong ETag of that repository's copy, for `If-Range`.
-    #[serde(alias = "etag")]
+    pub validator: String,
+}
+
+/// What a transfer learned of the repository its bytes now come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    pub repository: String,
+    /// Strong ETag of that repository's copy, for a later [`IfRange`].
     pub validator: Option<String>,
+    /// The size of that copy, when the server said (it matched the manifest's).
+    pub size: Option<u64>,
 }
 
 /// What the transfer tells its caller as it goes.
 pub trait Observer: Send + Sync {
-    /// Bytes are now coming from `repository`; its validator lets a later run resume with `If-Range`.
-    fn source(&self, job: &FileJob, hint: &ResumeHint);
+    /// Bytes are now coming from `source.repository`; its validator lets a later run resume
+    /// with `If-Range`.
+    fn source(&self, job: &FileJob, source: &Source);
     /// The part file grew (or, negative, was thrown away).
     fn progress(&self, job: &FileJob, delta: i64);
     /// A repository failed for this file (`not_found`: it does not have it) and the next is
@@ -146,8 +162,8 @@ impl Transfer {
                 file: job.remote.clone(),
             });
         }
-        let (target, size) = (job.local.clone(), job.spec.size);
-        let part = tokio::task::spawn_blocking(move || PartFile::open(&target, size))
+        let (part, target, size) = (job.part.clone(), job.local.clone(), job.spec.size);
+        let part = tokio::task::spawn_blocking(move || PartFile::open(&part, &target, size))
             .await
             .map_err(|e| local(std::io::Error::other(e)))?
             .map_err(local)?;
@@ -257,10 +273,10 @@ impl Transfer {
     ) -> Result<(), Attempt> {
         let offset = pipe.len();
         let validator = job
-            .resume
+            .if_range
             .as_ref()
-            .filter(|h| h.repository == repo.name())
-            .and_then(|h| h.validator.clone());
+            .filter(|r| r.repository == repo.name())
+            .map(|r| r.validator.clone());
         // If-Range only with a validator of this same repository: another mirror's
         // would never match, and the SHA-256 check guards against mixed copies anyway.
         let mut download = repo
@@ -277,9 +293,10 @@ impl Transfer {
         }
         observer.source(
             job,
-            &ResumeHint {
+            &Source {
                 repository: repo.name().to_string(),
                 validator: download.validator.clone(),
+                size: download.total,
             },
         );
         if download.start == 0 && offset > 0 {

@@ -1,5 +1,6 @@
-//! A partial download on disk: `<file>.part`, hashed as it grows, never longer than the size
-//! the manifest declares. Resuming re-reads the existing prefix once to rebuild the hash.
+//! A partial download on disk, at the path its job names, hashed as it grows, never longer
+//! than the size the manifest declares. Resuming re-reads the existing prefix once to rebuild
+//! the hash. Where part files live is not decided here (the store names them).
 //!
 //! Writes go through [`Pipeline`], which keeps one write in flight on a blocking thread while
 //! the next piece arrives from the network, so hashing and disk I/O overlap the transfer.
@@ -8,7 +9,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use bytes::Bytes;
 use nix::fcntl::{PosixFadviseAdvice, posix_fadvise};
@@ -23,31 +24,23 @@ pub struct PartFile {
     written_back: u64,
 }
 
-/// `<final>.part`
-pub fn part_path(final_path: &Path) -> PathBuf {
-    let mut name = final_path.as_os_str().to_os_string();
-    name.push(".part");
-    PathBuf::from(name)
-}
-
 impl PartFile {
-    /// Opens (or creates) the part file for `final_path`, keeping what an earlier run wrote.
-    /// A finished file left by a crash between its rename and the commit becomes a part file
-    /// again (it is re-verified like any other). Anything longer than `size` starts over.
-    pub fn open(final_path: &Path, size: u64) -> io::Result<PartFile> {
-        let path = part_path(final_path);
+    /// Opens (or creates) the part file `path` of `final_path`, keeping what an earlier run
+    /// wrote. A finished file left by a crash between its rename and the commit becomes a part
+    /// file again (it is re-verified like any other). Anything longer than `size` starts over.
+    pub fn open(path: &Path, final_path: &Path, size: u64) -> io::Result<PartFile> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
         if !path.exists() && final_path.is_file() {
-            std::fs::rename(final_path, &path)?;
+            std::fs::rename(final_path, path)?;
         }
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
-            .open(&path)?;
+            .open(path)?;
         let mut part = PartFile {
             len: 0,
             hasher: Sha256::new(),
@@ -184,46 +177,53 @@ impl Pipeline {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
+
+    /// A file and a part file for it (any name: the store chooses the real ones).
+    fn paths(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+        (dir.join(name), dir.join(format!("{name}.partial")))
+    }
 
     #[test]
     fn resume_rebuilds_the_hash_of_the_existing_prefix() {
         let dir = tempfile::tempdir().unwrap();
-        let target = dir.path().join("app/1/file.bin");
-        let mut part = PartFile::open(&target, 10).unwrap();
+        let (target, path) = paths(dir.path(), "app/1/file.bin");
+        let mut part = PartFile::open(&path, &target, 10).unwrap();
         part.append(b"hello").unwrap();
         drop(part);
-        let mut part = PartFile::open(&target, 10).unwrap();
+        let mut part = PartFile::open(&path, &target, 10).unwrap();
         assert_eq!(part.len(), 5);
         part.append(b"world").unwrap();
         assert_eq!(part.digest(), crate::manifest::sha256_hex(b"helloworld"));
-        assert_eq!(std::fs::read(part_path(&target)).unwrap(), b"helloworld");
+        assert_eq!(std::fs::read(&path).unwrap(), b"helloworld");
     }
 
     #[test]
     fn a_part_longer_than_the_declared_size_starts_over() {
         let dir = tempfile::tempdir().unwrap();
-        let target = dir.path().join("f");
-        std::fs::write(part_path(&target), b"0123456789").unwrap();
-        let part = PartFile::open(&target, 4).unwrap();
+        let (target, path) = paths(dir.path(), "f");
+        std::fs::write(&path, b"0123456789").unwrap();
+        let part = PartFile::open(&path, &target, 4).unwrap();
         assert_eq!(part.len(), 0);
-        assert_eq!(std::fs::metadata(part_path(&target)).unwrap().len(), 0);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
     }
 
     #[test]
     fn a_finished_file_from_a_crashed_commit_becomes_a_part_again() {
         let dir = tempfile::tempdir().unwrap();
-        let target = dir.path().join("f");
+        let (target, path) = paths(dir.path(), "f");
         std::fs::write(&target, b"done").unwrap();
-        let part = PartFile::open(&target, 4).unwrap();
+        let part = PartFile::open(&path, &target, 4).unwrap();
         assert_eq!(part.len(), 4);
         assert!(!target.exists());
+        assert_eq!(std::fs::read(&path).unwrap(), b"done");
     }
 
     #[tokio::test]
     async fn pipeline_writes_in_order() {
         let dir = tempfile::tempdir().unwrap();
-        let target = dir.path().join("f");
-        let mut pipe = Pipeline::new(PartFile::open(&target, 100).unwrap());
+        let (target, path) = paths(dir.path(), "f");
+        let mut pipe = Pipeline::new(PartFile::open(&path, &target, 100).unwrap());
         for piece in [&b"ab"[..], b"cd", b"ef"] {
             pipe.push(Bytes::copy_from_slice(piece)).await.unwrap();
         }

@@ -92,7 +92,7 @@ fn quote(value: &Value) -> String {
 /// `check`). `None` if there is none yet. Values that do not validate are left out and noted
 /// as the daemon would set them aside.
 pub fn read_state(state_dir: &Path) -> Result<Option<State>, StoreError> {
-    let path = state_dir.join("state.json");
+    let path = super::layout::state_file(state_dir);
     let bytes = match crate::durable::read_regular(&path, MAX_JOURNAL) {
         Ok(b) => b,
         Err(e) if e.source.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -111,7 +111,7 @@ pub fn read_state(state_dir: &Path) -> Result<Option<State>, StoreError> {
 
 impl Store {
     pub(super) fn load_state(&self) -> Result<State, StoreError> {
-        let path = self.state_dir.join("state.json");
+        let path = super::layout::state_file(&self.state_dir);
         let bytes = match crate::durable::read_regular(&path, MAX_JOURNAL) {
             Ok(b) => b,
             Err(e) if e.source.kind() == std::io::ErrorKind::NotFound => {
