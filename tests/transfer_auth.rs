@@ -126,6 +126,11 @@ fn tls_with_private_ca_works_and_without_it_fails_clearly() {
         "the error should say the certificate is not trusted: {error:?}"
     );
     assert!(
+        !out.stderr.contains("retrying in"),
+        "an untrusted certificate is not worth retrying:\n{}",
+        out.stderr
+    );
+    assert!(
         !untrusting.installed(APP.0, APP.1, FILE).exists(),
         "a file was installed over an untrusted connection"
     );

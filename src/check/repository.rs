@@ -12,7 +12,7 @@ use super::{Finding, Level, certificate_finding, check_clock};
 use std::sync::Arc;
 
 use crate::config::{RepositoryAuth, RepositorySettings};
-use crate::repository::{FailureKind, Repository, RepositoryError, Timeouts};
+use crate::repository::{FailureKind, Repository, RepositoryError, Timeouts, TlsFailure};
 
 /// The findings, and the client when the repository answered a listing.
 pub(super) async fn check(
@@ -191,16 +191,15 @@ async fn check_certificate(
 fn listing_failure(subject: &str, e: &RepositoryError) -> Finding {
     match e {
         RepositoryError::Connection {
-            kind: FailureKind::Tls,
+            kind: FailureKind::Tls(why),
             ..
         } => {
-            let lower = e.to_string().to_ascii_lowercase();
-            let hint = if lower.contains("expired") {
-                "the server's certificate has expired: renew it"
-            } else if lower.contains("unknownissuer") || lower.contains("unknown issuer") {
-                "set ca_certificate to the CA that signed the server's certificate"
-            } else {
-                "check the server's certificate and ca_certificate"
+            let hint = match why {
+                TlsFailure::Expired => "the server's certificate has expired: renew it",
+                TlsFailure::UnknownIssuer => {
+                    "set ca_certificate to the CA that signed the server's certificate"
+                }
+                _ => "check the server's certificate and ca_certificate",
             };
             Finding::new(Level::Fail, subject, "tls", e.to_string()).hint(hint)
         }

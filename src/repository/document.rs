@@ -7,7 +7,8 @@
 
 use std::path::Path;
 
-use super::{error_chain, install_crypto_provider};
+use super::client::idf_client;
+use super::error::error_chain;
 use crate::config::Settings;
 use crate::idf::{Idf, MAX_IDF_BYTES};
 
@@ -44,20 +45,12 @@ pub async fn fetch_idf(url: &str, settings: &Settings) -> Result<Idf, String> {
 }
 
 async fn fetch(url: &url::Url, ca: Option<&Path>, settings: &Settings) -> Result<Vec<u8>, String> {
-    install_crypto_provider();
-    let mut builder = super::client_builder(
+    let client = idf_client(
         settings.update.connect_timeout,
         settings.update.read_timeout,
         url,
-    );
-    if let Some(ca) = ca {
-        let pem = crate::durable::read_regular(ca, 1024 * 1024)
-            .map_err(|e| format!("[ums] ca_certificate {}: {}", ca.display(), e.source))?;
-        let certs = reqwest::Certificate::from_pem_bundle(&pem)
-            .map_err(|e| format!("[ums] ca_certificate {}: {e}", ca.display()))?;
-        builder = builder.tls_certs_merge(certs);
-    }
-    let client = builder.build().map_err(|e| error_chain(&e))?;
+        ca,
+    )?;
     let mut response = client
         .get(url.clone())
         .send()

@@ -314,15 +314,11 @@ impl Transfer {
                 break;
             };
             if let Some(rate) = window.read(&self.stall, asked.elapsed(), chunk.len()) {
-                return Err(Attempt::Repo(RepositoryError::Connection {
-                    url: download.url,
-                    kind: repository::FailureKind::Stalled,
-                    message: format!(
-                        "stalled: {rate:.0} bytes/s for {}, below low_speed_limit ({}/s)",
-                        humantime::format_duration(self.stall.time),
-                        crate::report::human_bytes(self.stall.bytes_per_sec)
-                    ),
-                }));
+                return Err(Attempt::Repo(RepositoryError::stalled(
+                    download.url,
+                    rate,
+                    &self.stall,
+                )));
             }
             let room = size - pipe.len();
             let overflow = chunk.len() as u64 > room;

@@ -1,16 +1,21 @@
-//! How long to wait before trying a repository again: exponential backoff with jitter, or what
-//! the server asked for with `Retry-After` when that is reasonable.
+//! How often and after how long a repository is tried again: the agent's own exponential
+//! backoff with jitter, the number of retries, and the pause a failure's classification asks
+//! for. Which errors are worth retrying and what `Retry-After` allows is the error's to say
+//! ([`RepositoryError::retry`], beside the errors in `repository`); this module only applies it.
+//!
+//! [`Unreachable`] and [`retrying`] live here too, not in `repository`: both act on that
+//! answer across requests (skipping a repository for the rest of a command, pausing and trying
+//! a listing or an `app.json` again), and deciding which repository to try next and when is
+//! `transfer`'s, never the repository client's.
 
 use std::time::Duration;
 
 use rand::Rng;
 
-use crate::repository::RepositoryError;
+use crate::repository::{RepositoryError, Retry};
 
 /// Longest pause between two attempts at one repository.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
-/// A server asking for a longer pause than this is skipped in favour of the next repository.
-pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 
 #[derive(Debug, Clone)]
 pub struct RetryPolicy {
@@ -32,23 +37,16 @@ impl RetryPolicy {
     }
 
     /// The pause before retrying after `failures` failures in a row, or `None` when it is
-    /// time to give up on this repository: the error is not worth retrying, the retries are
-    /// used up, or the server asks for a longer pause than [`MAX_RETRY_AFTER`].
+    /// time to give up on this repository: the error is not worth retrying (see
+    /// [`RepositoryError::retry`]) or the retries are used up.
     pub fn next_pause(&self, failures: u32, error: &RepositoryError) -> Option<Duration> {
-        if !error.is_retryable() || failures > self.retries {
+        if failures > self.retries {
             return None;
         }
-        match error.retry_after() {
-            Some(after) if after > MAX_RETRY_AFTER => None,
-            after => Some(self.pause(failures, after)),
-        }
-    }
-
-    /// The pause before the next attempt, honouring `Retry-After`.
-    pub fn pause(&self, n: u32, retry_after: Option<Duration>) -> Duration {
-        match retry_after {
-            Some(after) => after.min(MAX_RETRY_AFTER),
-            None => self.backoff(n),
+        match error.retry() {
+            Retry::No => None,
+            Retry::Backoff => Some(self.backoff(failures)),
+            Retry::After(after) => Some(after),
         }
     }
 }
@@ -127,9 +125,13 @@ mod tests {
             assert!(third >= Duration::from_secs(2) && third <= Duration::from_secs(4));
             assert!(p.backoff(40) <= MAX_BACKOFF);
         }
-        assert_eq!(
-            p.pause(1, Some(Duration::from_secs(7))),
-            Duration::from_secs(7)
-        );
+        let busy = |after: u64| RepositoryError::Status {
+            url: url::Url::parse("http://repo/a").unwrap(),
+            status: 503,
+            retry_after: Some(Duration::from_secs(after)),
+        };
+        assert_eq!(p.next_pause(1, &busy(7)), Some(Duration::from_secs(7)));
+        assert_eq!(p.next_pause(6, &busy(7)), None);
+        assert_eq!(p.next_pause(1, &busy(301)), None);
     }
 }
