@@ -19,8 +19,13 @@ pub enum IdfError {
     TooLarge(usize),
     #[error("IDF is not valid JSON: {0}")]
     Json(#[from] serde_json::Error),
-    #[error("IDF field `{field}`: {reason}")]
-    Field { field: String, reason: String },
+    /// Field `field` of app `index` (`apps[index].field`).
+    #[error("IDF field `apps[{index}].{field}`: {reason}")]
+    Field {
+        index: usize,
+        field: &'static str,
+        reason: String,
+    },
 }
 
 /// One wanted app. `version` may be [`LATEST`] until resolved.
@@ -56,8 +61,9 @@ impl Idf {
     }
 
     pub fn validate(&self) -> Result<(), IdfError> {
-        let field = |i: usize, name: &str, reason: String| IdfError::Field {
-            field: format!("apps[{i}].{name}"),
+        let field = |index: usize, field: &'static str, reason: String| IdfError::Field {
+            index,
+            field,
             reason,
         };
         let mut names = std::collections::HashSet::new();

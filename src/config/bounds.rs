@@ -4,9 +4,8 @@
 
 use std::time::Duration;
 
-use super::ConfigError;
-use super::inputs::Sourced;
-use super::settings::invalid;
+use super::error::{ConfigError, Key, invalid};
+use super::origin::Sourced;
 
 /// A bound as the README writes it: `0s`, `60s`, `5m`, `24h`, `7days`.
 pub fn show(d: Duration) -> String {
@@ -90,7 +89,7 @@ pub const MAX_DEFERRALS: (i64, i64, i64) = (3, 0, 100);
 
 pub(super) fn duration(
     input: &Option<Sourced<String>>,
-    key: &str,
+    key: Key,
     bound: &Bound,
 ) -> Result<Duration, ConfigError> {
     let Some(s) = input else {
@@ -99,7 +98,7 @@ pub(super) fn duration(
     let value = humantime::parse_duration(s.value.trim()).map_err(|e| {
         invalid(
             &s.origin,
-            key,
+            key.clone(),
             format!(
                 "{:?} is not a duration ({e}); write e.g. \"30s\", \"5m\", \"1h\"",
                 s.value
@@ -107,32 +106,38 @@ pub(super) fn duration(
         )
     })?;
     if value < bound.min || value > bound.max {
-        return Err(invalid(
-            &s.origin,
-            key,
-            format!(
-                "{:?} is outside {}..={} (the bound of {key})",
-                s.value,
-                show(bound.min),
-                show(bound.max)
-            ),
-        ));
+        let reason = format!(
+            "{:?} is outside {}..={} (the bound of {key})",
+            s.value,
+            show(bound.min),
+            show(bound.max)
+        );
+        return Err(invalid(&s.origin, key, reason));
     }
     Ok(value)
 }
 
 pub(super) fn count(
     input: &Option<Sourced<i64>>,
-    key: &str,
+    key: Key,
     (default, min, max): (i64, i64, i64),
 ) -> Result<i64, ConfigError> {
     match input {
         None => Ok(default),
         Some(s) if (min..=max).contains(&s.value) => Ok(s.value),
-        Some(s) => Err(invalid(
-            &s.origin,
-            key,
-            format!("{} is outside {min}..={max} (the bound of {key})", s.value),
-        )),
+        Some(s) => {
+            let reason = format!("{} is outside {min}..={max} (the bound of {key})", s.value);
+            Err(invalid(&s.origin, key, reason))
+        }
+    }
+}
+
+/// A duration serialized as the files write it (`1h 30m`).
+pub(super) mod human_duration {
+    pub fn serialize<S: serde::Serializer>(
+        d: &std::time::Duration,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
     }
 }

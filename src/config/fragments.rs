@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::ConfigError;
+use super::error::ConfigError;
 
 type S<T> = Spanned<T>;
 

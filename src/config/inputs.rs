@@ -2,48 +2,12 @@
 //! overrides an earlier one key by key; `[[repository]]` and `[[app]]` tables are collected
 //! from every file. Each value remembers the file and line it came from.
 
-use std::fmt;
 use std::path::PathBuf;
 
 use toml::Spanned;
 
 use super::fragments::{Fragment, RawLimit};
-
-/// Where a value was written: `file:line`, or the IGEL registry key of a persisted setting
-/// (the `settings` command), which overrides the files.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Origin {
-    pub path: PathBuf,
-    pub line: usize,
-    /// The registry key, for a value that came from the `settings` command.
-    pub setting: Option<String>,
-}
-
-impl Origin {
-    /// A value set by the `settings` command with registry key `key`.
-    pub fn setting(key: &str) -> Origin {
-        Origin {
-            path: PathBuf::from(super::overrides::FILE),
-            line: 0,
-            setting: Some(key.to_string()),
-        }
-    }
-}
-
-impl fmt::Display for Origin {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.setting {
-            Some(key) => write!(f, "setting {key}"),
-            None => write!(f, "{}:{}", self.path.display(), self.line),
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct Sourced<T> {
-    pub value: T,
-    pub origin: Origin,
-}
+use super::origin::{Origin, Sourced};
 
 #[derive(Debug, Default)]
 pub struct UpdateInputs {

@@ -5,12 +5,12 @@
 
 use std::path::{Path, PathBuf};
 
-use super::super::ConfigError;
+use super::super::error::{ConfigError, Key, Section, invalid};
 use super::super::fragments::RawLimit;
-use super::super::inputs::{Inputs, Origin, RepositoryInput, Sourced, UpdateInputs};
+use super::super::inputs::{Inputs, RepositoryInput, UpdateInputs};
+use super::super::origin::{Origin, Sourced};
 use super::super::registry::{self, Kind, SourceField, Target};
-use super::super::settings::invalid;
-use super::{CREDENTIALS_DIR, Stored};
+use super::{CREDENTIALS_DIR, FILE, Stored};
 
 type SourceFields<'a> = Vec<(&'a str, SourceField, &'a Stored)>;
 
@@ -22,8 +22,9 @@ pub(in crate::config) fn apply(
 ) -> Result<(), ConfigError> {
     let mut source: Option<(u32, SourceFields<'_>)> = None;
     for (key, stored) in group {
-        let origin = Origin::setting(key);
-        let target = registry::parse_key(key).map_err(|reason| invalid(&origin, key, reason))?;
+        let origin = setting_origin(key);
+        let target = registry::parse_key(key)
+            .map_err(|reason| invalid(&origin, setting_key(key), reason))?;
         match target {
             Target::Update { key: name, kind } => {
                 let text = text_of(key, stored)?;
@@ -47,8 +48,8 @@ fn text_of<'a>(key: &str, stored: &'a Stored) -> Result<&'a str, ConfigError> {
     match stored {
         Stored::Text(t) => Ok(t),
         Stored::Credential { .. } => Err(invalid(
-            &Origin::setting(key),
-            key,
+            &setting_origin(key),
+            setting_key(key),
             "a credential file where a value belongs",
         )),
     }
@@ -56,16 +57,16 @@ fn text_of<'a>(key: &str, stored: &'a Stored) -> Result<&'a str, ConfigError> {
 
 fn set_update(
     u: &mut UpdateInputs,
-    name: &str,
+    name: &'static str,
     kind: Kind,
     text: &str,
     origin: &Origin,
 ) -> Result<(), ConfigError> {
-    let key = format!("update.{name}");
+    let key = Key::of(Section::Update, name);
     match kind {
         Kind::Bool => {
             let value = registry::parse_bool(text)
-                .ok_or_else(|| invalid(origin, &key, format!("{text:?} is not true or false")))?;
+                .ok_or_else(|| invalid(origin, key, format!("{text:?} is not true or false")))?;
             let slot = match name {
                 "activate_after_installation" => &mut u.activate_after_installation,
                 "bandwidth_limit_enabled" => &mut u.bandwidth_limit_enabled,
@@ -76,7 +77,7 @@ fn set_update(
         Kind::Int => {
             let value: i64 = text
                 .parse()
-                .map_err(|_| invalid(origin, &key, format!("{text:?} is not a whole number")))?;
+                .map_err(|_| invalid(origin, key, format!("{text:?} is not a whole number")))?;
             let slot = match name {
                 "parallel_downloads" => &mut u.parallel_downloads,
                 "max_deferrals" => &mut u.max_deferrals,
@@ -130,15 +131,15 @@ fn apply_source(
                 .map(|(k, _, v)| (*k, *v))
                 .ok_or_else(|| {
                     invalid(
-                        &Origin::setting(&group),
-                        &format!("{group}.url"),
+                        &setting_origin(&group),
+                        Key::Setting(format!("{group}.url")),
                         format!(
                             "no [[repository]] is named {name:?} in the files, and adding one \
                              needs {group}.url"
                         ),
                     )
                 })?;
-            let origin = Origin::setting(&group);
+            let origin = setting_origin(&group);
             inputs.repositories.push(RepositoryInput {
                 origin: origin.clone(),
                 name: Sourced {
@@ -147,7 +148,7 @@ fn apply_source(
                 },
                 url: Sourced {
                     value: text_of(url_key, url)?.to_string(),
-                    origin: Origin::setting(url_key),
+                    origin: setting_origin(url_key),
                 },
                 priority: None,
                 auth: None,
@@ -162,13 +163,17 @@ fn apply_source(
     };
     let repo = &mut inputs.repositories[index];
     for (key, field, stored) in fields {
-        let origin = Origin::setting(key);
+        let origin = setting_origin(key);
         match field {
             SourceField::Url => repo.url = at(text_of(key, stored)?.to_string(), &origin),
             SourceField::Priority => {
                 let text = text_of(key, stored)?;
                 let value = text.trim().parse::<i64>().map_err(|_| {
-                    invalid(&origin, key, format!("{text:?} is not a whole number"))
+                    invalid(
+                        &origin,
+                        setting_key(key),
+                        format!("{text:?} is not a whole number"),
+                    )
                 })?;
                 repo.priority = Some(at(value, &origin));
             }
@@ -180,7 +185,7 @@ fn apply_source(
                 let Stored::Credential { credential } = stored else {
                     return Err(invalid(
                         &origin,
-                        key,
+                        setting_key(key),
                         "kept in clear by an earlier version; the daemon moves it to \
                          credentials/ when it starts, or send the key again",
                     ));
@@ -204,6 +209,20 @@ fn apply_source(
     Ok(())
 }
 
+/// Where a value the `settings` command persisted under registry key `key` was written.
+fn setting_origin(key: &str) -> Origin {
+    Origin {
+        path: PathBuf::from(FILE),
+        line: 0,
+        setting: Some(key.to_string()),
+    }
+}
+
+/// A registry key that is wrong as such (before it is any field).
+fn setting_key(key: &str) -> Key {
+    Key::Setting(key.to_string())
+}
+
 fn at<T>(value: T, origin: &Origin) -> Sourced<T> {
     Sourced {
         value,
@@ -214,8 +233,8 @@ fn at<T>(value: T, origin: &Origin) -> Sourced<T> {
 fn credential_path(state_dir: &Path, key: &str, name: &str) -> Result<PathBuf, ConfigError> {
     if name.is_empty() || name.starts_with('.') || name.contains('/') {
         return Err(invalid(
-            &Origin::setting(key),
-            key,
+            &setting_origin(key),
+            setting_key(key),
             format!("{name:?} is not a credential file name"),
         ));
     }
