@@ -281,21 +281,21 @@ fn the_agent_cannot_be_dumped_or_traced_by_its_user() {
         .spawn()
         .expect("setpriv (util-linux) runs the agent as nobody");
     let proc_dir = std::path::PathBuf::from(format!("/proc/{}", child.id()));
-    // Until setpriv has exec'd the agent, the process is setpriv's (owned by nobody).
+    // Until setpriv has exec'd the agent, the process is setpriv's (owned by nobody); right
+    // after the exec it is the agent's before its first instruction makes it non-dumpable.
+    // Once it runs, its /proc files must belong to root; they never do if it stays dumpable.
     let mut owner = None;
-    support::wait_until(
-        "the agent to run as nobody",
-        std::time::Duration::from_secs(10),
-        || {
-            let exe_now = fs::read_link(proc_dir.join("exe")).ok();
-            if exe_now.as_deref() == Some(exe.as_path()) {
-                owner = fs::metadata(proc_dir.join("environ")).ok().map(|m| m.uid());
-                owner.is_some()
-            } else {
-                false
+    let started = std::time::Instant::now();
+    while started.elapsed() < std::time::Duration::from_secs(10) {
+        let exe_now = fs::read_link(proc_dir.join("exe")).ok();
+        if exe_now.as_deref() == Some(exe.as_path()) {
+            owner = fs::metadata(proc_dir.join("environ")).ok().map(|m| m.uid());
+            if owner == Some(0) {
+                break;
             }
-        },
-    );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     let _ = child.kill();
     let _ = child.wait();
     assert_eq!(
