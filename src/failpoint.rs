@@ -42,3 +42,51 @@ pub const POINTS: &[&str] = &[
     "activate.after_hook",
     "remove.after_rename",
 ];
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::path::Path;
+
+    /// Every `failpoint::hit("NAME")` in the sources.
+    fn points_in(dir: &Path, found: &mut BTreeSet<String>) {
+        const CALL: &str = "failpoint::hit(\"";
+        for entry in std::fs::read_dir(dir).expect("cannot read src/") {
+            let path = entry.expect("cannot read src/").path();
+            if path.is_dir() {
+                points_in(&path, found);
+            } else if path.extension().is_some_and(|e| e == "rs") && !path.ends_with("failpoint.rs")
+            {
+                let text = std::fs::read_to_string(&path).expect("cannot read a source file");
+                for (at, _) in text.match_indices(CALL) {
+                    let rest = &text[at + CALL.len()..];
+                    let name = &rest[..rest.find('"').expect("a closing quote")];
+                    found.insert(name.to_string());
+                }
+            }
+        }
+    }
+
+    /// The lists the crash tests visit are exactly the points the code has: a point added
+    /// without listing it would never be tested, a listed one that is gone would be "visited"
+    /// without a crash.
+    #[test]
+    fn the_lists_name_every_crash_point_the_code_has() {
+        let mut found = BTreeSet::new();
+        points_in(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+            &mut found,
+        );
+        let listed: BTreeSet<String> = super::POINTS
+            .iter()
+            .chain(super::REPLACE_POINTS)
+            .map(|p| p.to_string())
+            .collect();
+        assert_eq!(found, listed);
+        assert_eq!(
+            listed.len(),
+            super::POINTS.len() + super::REPLACE_POINTS.len(),
+            "a point is listed twice"
+        );
+    }
+}
