@@ -4,23 +4,23 @@
 //! [`repository`] connections under one [`bandwidth`] limit) -> store ([`store`]) -> report
 //! ([`report`]). [`config`] turns files into typed settings; [`cli`] is the command line.
 
-pub mod agent;
-pub mod bandwidth;
-pub mod check;
+pub(crate) mod agent;
+pub(crate) mod bandwidth;
+pub(crate) mod check;
 pub mod cli;
-pub mod config;
-pub mod control;
-pub mod daemon;
-pub mod durable;
+pub(crate) mod config;
+pub(crate) mod control;
+pub(crate) mod daemon;
+pub(crate) mod durable;
 pub mod failpoint;
 pub mod fuzz;
-pub mod idf;
-pub mod manifest;
-pub mod repo_server;
-pub mod report;
-pub mod repository;
-pub mod shutdown;
-pub mod store;
-pub mod transfer;
-pub mod ums;
-pub mod x509;
+pub(crate) mod idf;
+pub(crate) mod manifest;
+pub(crate) mod repo_server;
+pub(crate) mod report;
+pub(crate) mod repository;
+pub(crate) mod shutdown;
+pub(crate) mod store;
+pub(crate) mod transfer;
+pub(crate) mod ums;
+pub(crate) mod x509;

@@ -103,7 +103,7 @@ fn current(rt: &tokio::runtime::Runtime, settings: &Settings) -> Result<Status, 
         .map_err(Failure::failed)?
         .unwrap_or_default();
     if !crate::store::lock_held(&settings.paths.state_dir) {
-        state = state.as_interrupted(crate::agent::INTERRUPTED);
+        state = state.into_interrupted(crate::agent::INTERRUPTED);
     }
     let mut status = Status::new(settings, &state);
     status.commands = Some(

@@ -44,16 +44,13 @@ mod source;
 mod ums;
 mod update;
 
-pub use error::{ConfigError, Key, Section};
-pub use origin::Origin;
+pub use error::ConfigError;
 pub use overrides::{Overrides, SetAside};
-pub use paths::PathSettings;
 pub use repository::{RepositoryAuth, RepositorySettings};
 pub use secret::{FileAccess, Password, Secret};
 pub use settings::Settings;
-pub use source::{ConfigSource, DEFAULT_CONFIG, Verify};
-pub use ums::UmsSettings;
-pub use update::{RebootPolicy, UpdateSettings};
+pub use source::ConfigSource;
+pub use update::RebootPolicy;
 
 #[cfg(test)]
 mod tests;

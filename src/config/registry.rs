@@ -167,8 +167,6 @@ pub fn check_kind(key: &str, kind: Kind, value: &str) -> Result<(), String> {
 /// One `key=value` line.
 #[derive(Debug, Clone)]
 pub struct Entry {
-    pub line: usize,
-    pub key: String,
     pub target: Target,
     pub value: String,
 }
@@ -192,8 +190,6 @@ pub fn parse_lines(text: &str) -> Result<Vec<Entry>, RegistryError> {
             check_kind(key, kind, value).map_err(err)?;
         }
         entries.push(Entry {
-            line,
-            key: key.to_string(),
             target,
             value: value.to_string(),
         });

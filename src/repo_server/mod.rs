@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use crate::manifest::ManifestError;
 
 pub use index::index;
-pub use serve::{REALM, serve};
+pub use serve::serve;
 
 /// What can go wrong while indexing or serving a repository directory; every variant names
 /// the path or address it is about.

@@ -32,9 +32,6 @@ use super::RepoServerError;
 use crate::config::Secret;
 use crate::report::clean;
 
-/// The Basic realm the server announces in `WWW-Authenticate`.
-pub const REALM: &str = "igel-update-agent";
-
 struct Server {
     dav: DavHandler,
     /// SHA-256 of `user:password`, the decoded form of a valid Basic `Authorization` header.

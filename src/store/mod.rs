@@ -31,10 +31,10 @@ mod recover;
 mod replace;
 mod state;
 
-pub use commands::{MAX_QUEUED, MAX_QUEUED_BYTES, Queued, QueuedCommand, QueuedUpdate};
+pub use commands::{Queued, QueuedCommand, QueuedUpdate};
 pub use documents::IdfRef;
-pub use events::{EVENT_QUEUE_CAPACITY, EVENTS_FILE, Pending, StatusEvent};
-pub use journal::{MAX_FINISHED, MAX_NOTICES, read_state};
+pub use events::StatusEvent;
+pub use journal::{MAX_FINISHED, read_state};
 pub use lock::lock_held;
 use state::STATE_FORMAT;
 pub use state::{Activation, AppRecord, AppState, ResumeHint, State};

@@ -173,7 +173,7 @@ impl State {
     /// `Agent::record_interruption`): apps still `downloading` are `download-failed` with
     /// `reason`, and a status that says a command is in progress is its failure. `status`
     /// shows a journal that no process holds this way, so nothing reads as running that is not.
-    pub fn as_interrupted(mut self, reason: &str) -> State {
+    pub fn into_interrupted(mut self, reason: &str) -> State {
         for app in &mut self.apps {
             if app.state == AppState::Downloading {
                 app.state = AppState::DownloadFailed;
