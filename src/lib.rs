@@ -21,6 +21,6 @@ pub mod report;
 pub mod repository;
 pub mod shutdown;
 pub mod store;
+pub mod tls;
 pub mod transfer;
 pub mod ums;
-pub mod x509;

@@ -150,13 +150,10 @@ fn parse_repository_url(input: &Sourced<String>) -> Result<Url, ConfigError> {
 
 /// A CA file must be readable and hold at least one PEM certificate.
 fn check_ca(path: &Path, origin: &Origin) -> Result<(), ConfigError> {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
     let key = "repository.ca_certificate";
     let bytes = read_bounded(path, MAX_CA_FILE)
         .map_err(|e| invalid(origin, key, format!("cannot read {}: {e}", path.display())))?;
-    let certs = CertificateDer::pem_slice_iter(&bytes)
-        .collect::<Result<Vec<_>, _>>()
+    let certs = crate::tls::files::pem_certificates(&bytes)
         .map_err(|e| invalid(origin, key, format!("{} is not PEM: {e}", path.display())))?;
     if certs.is_empty() {
         return Err(invalid(
@@ -169,7 +166,7 @@ fn check_ca(path: &Path, origin: &Origin) -> Result<(), ConfigError> {
         ));
     }
     for (i, cert) in certs.iter().enumerate() {
-        crate::x509::validity(cert).map_err(|e| {
+        crate::tls::validity(cert).map_err(|e| {
             invalid(
                 origin,
                 key,
