@@ -21,6 +21,6 @@ pub(crate) mod report;
 pub(crate) mod repository;
 pub(crate) mod shutdown;
 pub(crate) mod store;
+pub(crate) mod tls;
 pub(crate) mod transfer;
 pub(crate) mod ums;
-pub(crate) mod x509;

@@ -18,7 +18,7 @@ use crate::config::Settings;
 use crate::report::human_bytes;
 use crate::repository::Timeouts;
 use crate::store::State;
-use crate::x509::Validity;
+use crate::tls::Validity;
 
 pub mod files;
 mod repository;

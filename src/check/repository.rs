@@ -171,9 +171,9 @@ async fn check_certificate(
     tcp: TcpStream,
     timeout: Duration,
 ) -> Finding {
-    let read = crate::x509::peer_certificate(host, tcp, timeout)
+    let read = crate::tls::peer_certificate(host, tcp, timeout)
         .await
-        .and_then(|der| crate::x509::validity(&der));
+        .and_then(|der| crate::tls::validity(&der));
     match read {
         Ok(validity) => {
             certificate_finding(subject, "the server's certificate", &validity, Utc::now())

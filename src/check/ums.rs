@@ -12,8 +12,9 @@ use chrono::Utc;
 use super::{Finding, Level, MAX_SKEW, certificate_finding};
 use crate::config::Settings;
 use crate::config::settings::UmsSettings;
+use crate::tls;
+use crate::ums::ConnectionRecord;
 use crate::ums::connect::{self, ConnectError};
-use crate::ums::{ConnectionRecord, tls};
 
 const SUBJECT: &str = "ums";
 
@@ -28,7 +29,7 @@ pub(super) async fn check(settings: &Settings) -> Vec<Finding> {
     };
     let mut out = identity(ums);
     let config = if ums.urls.iter().any(|u| u.starts_with("wss:")) {
-        match tls::client_config(ums) {
+        match tls::ums_client_config(ums) {
             Ok(c) => Some(c),
             Err(e) => {
                 out.push(
@@ -101,7 +102,7 @@ fn identity(ums: &UmsSettings) -> Vec<Finding> {
     };
     let whose = "the device's client certificate";
     match tls::read_certificates("ums.client_certificate", path).and_then(|certs| {
-        crate::x509::validity(certs[0].as_ref())
+        tls::validity(certs[0].as_ref())
             .map_err(|e| format!("ums.client_certificate {}: {e}", path.display()))
     }) {
         Ok(validity) => {
@@ -173,7 +174,7 @@ async fn probe(
 }
 
 fn server_certificate(subject: &str, der: &[u8]) -> Finding {
-    match crate::x509::validity(der) {
+    match tls::validity(der) {
         Ok(validity) => {
             let mut f =
                 certificate_finding(subject, "the server's certificate", &validity, Utc::now());
@@ -201,9 +202,7 @@ async fn untrusted_certificate(subject: &str, url: &str, timeout: Duration) -> O
         .await
         .ok()?
         .ok()?;
-    let der = crate::x509::peer_certificate(&host, tcp, timeout)
-        .await
-        .ok()?;
+    let der = tls::peer_certificate(&host, tcp, timeout).await.ok()?;
     Some(server_certificate(subject, &der))
 }
 

@@ -258,13 +258,10 @@ fn parse_repository_url(input: &Sourced<String>, index: usize) -> Result<Url, Co
 
 /// A CA file must be readable and hold at least one PEM certificate.
 fn check_ca(path: &Path, origin: &Origin, index: usize) -> Result<(), ConfigError> {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
     let fail = |reason: String| invalid(origin, key(index, "ca_certificate"), reason);
     let bytes = read_bounded(path, MAX_CA_FILE)
         .map_err(|e| fail(format!("cannot read {}: {e}", path.display())))?;
-    let certs = CertificateDer::pem_slice_iter(&bytes)
-        .collect::<Result<Vec<_>, _>>()
+    let certs = crate::tls::files::pem_certificates(&bytes)
         .map_err(|e| fail(format!("{} is not PEM: {e}", path.display())))?;
     if certs.is_empty() {
         return Err(fail(format!(
@@ -273,7 +270,7 @@ fn check_ca(path: &Path, origin: &Origin, index: usize) -> Result<(), ConfigErro
         )));
     }
     for (i, cert) in certs.iter().enumerate() {
-        crate::x509::validity(cert).map_err(|e| {
+        crate::tls::validity(cert).map_err(|e| {
             fail(format!(
                 "{}: certificate {} is not an X.509 certificate ({e})",
                 path.display(),

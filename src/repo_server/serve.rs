@@ -318,7 +318,7 @@ mod tests {
 
     fn client() -> reqwest::Client {
         // reqwest is built without a TLS provider of its own, even for plain HTTP.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        crate::tls::provider::install_default();
         reqwest::Client::builder().build().unwrap()
     }
 

@@ -1,6 +1,7 @@
-//! The HTTP clients: rustls with ring as the crypto provider, the configured connect and read
-//! timeouts (for small documents as for files), a short idle pool, and redirects followed only
-//! within the origin of the URL they were built for. A repository with `ca_certificate`
+//! The HTTP clients: rustls with the agent's crypto provider and CA files read by
+//! `crate::tls`, the configured connect and read timeouts (for small documents as for files), a
+//! short idle pool, and redirects followed only within the origin of the URL they were built
+//! for. A repository with `ca_certificate`
 //! trusts that CA only; an IDF URL trusts the system's roots plus `[ums] ca_certificate`.
 //!
 //! This module builds clients and never sends a request; a client it builds never follows a
@@ -8,27 +9,15 @@
 //! drops to http).
 
 use std::path::Path;
-use std::sync::Once;
 use std::time::Duration;
 
 use url::Url;
 
 use super::error::error_chain;
+use crate::tls::files::{CaFileError, ca_bundle};
 
 /// How long an idle connection to a repository is kept for the next request.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
-
-/// Largest CA file read.
-const MAX_CA_BYTES: u64 = 1024 * 1024;
-
-static CRYPTO: Once = Once::new();
-
-fn install_crypto_provider() {
-    CRYPTO.call_once(|| {
-        // Fails only if another provider was installed first, which is as good.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    });
-}
 
 /// The client of one repository; `Err` says what is wrong with its `ca_certificate`.
 pub(super) fn repository_client(
@@ -37,14 +26,14 @@ pub(super) fn repository_client(
     url: &Url,
     ca_certificate: Option<&Path>,
 ) -> Result<reqwest::Client, String> {
-    install_crypto_provider();
+    crate::tls::provider::install_default();
     // Credentials must never follow a redirect to another server.
     let mut builder = client_builder(connect, read, url);
     if let Some(path) = ca_certificate {
-        let pem = crate::durable::read_regular(path, MAX_CA_BYTES)
-            .map_err(|e| format!("cannot read ca_certificate {}: {e}", path.display()))?;
-        let certs = reqwest::Certificate::from_pem_bundle(&pem)
-            .map_err(|e| format!("ca_certificate {} is not PEM: {e}", path.display()))?;
+        let certs = ca_bundle(path).map_err(|e| match e {
+            CaFileError::Read(e) => format!("cannot read ca_certificate {}: {e}", path.display()),
+            CaFileError::NotPem(e) => format!("ca_certificate {} is not PEM: {e}", path.display()),
+        })?;
         if certs.is_empty() {
             return Err(format!(
                 "ca_certificate {} holds no certificate",
@@ -64,13 +53,13 @@ pub(super) fn idf_client(
     url: &Url,
     ca: Option<&Path>,
 ) -> Result<reqwest::Client, String> {
-    install_crypto_provider();
+    crate::tls::provider::install_default();
     let mut builder = client_builder(connect, read, url);
     if let Some(ca) = ca {
-        let pem = crate::durable::read_regular(ca, MAX_CA_BYTES)
-            .map_err(|e| format!("[ums] ca_certificate {}: {}", ca.display(), e.source))?;
-        let certs = reqwest::Certificate::from_pem_bundle(&pem)
-            .map_err(|e| format!("[ums] ca_certificate {}: {e}", ca.display()))?;
+        let certs = ca_bundle(ca).map_err(|e| match e {
+            CaFileError::Read(e) => format!("[ums] ca_certificate {}: {}", ca.display(), e.source),
+            CaFileError::NotPem(e) => format!("[ums] ca_certificate {}: {e}", ca.display()),
+        })?;
         builder = builder.tls_certs_merge(certs);
     }
     builder.build().map_err(|e| error_chain(&e))

@@ -11,7 +11,6 @@
 
 pub mod connect;
 pub mod protocol;
-pub mod tls;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -222,7 +221,7 @@ impl Channel {
 
     async fn session(&mut self, url: &str, device_id: &str) -> SessionEnd {
         let tls = if url.starts_with("wss:") {
-            match tls::client_config(&self.settings) {
+            match crate::tls::ums_client_config(&self.settings) {
                 Ok(c) => Some(c),
                 Err(e) => return SessionEnd::Failed(e),
             }

@@ -1,29 +1,13 @@
-//! `x509`: how long a server's TLS certificate stays valid, for `check` (DESIGN: "TLS chain and
-//! days until expiry").
+//! `tls::validity`: when an X.509 certificate is valid (`notBefore`/`notAfter`), for `check`
+//! (DESIGN: "TLS chain and days until expiry") and for the configuration's check that a
+//! `ca_certificate` holds certificates.
 //!
-//! Two pieces: [`peer_certificate`] makes one TLS handshake to read the server's leaf
-//! certificate, and [`validity`] reads that certificate's `notBefore`/`notAfter` with a minimal
-//! DER reader that knows only the path from `Certificate` to `Validity` (a full X.509 parser
-//! would not fit the binary size budget).
-//!
-//! This module never decides trust: whether the chain is trusted is the repository client's
-//! decision (`crate::repository`), and `check` reports it separately. It never sends
-//! application data. Its accept-any verifier ([`any_certificate`]) also serves
-//! `[ums] allow_insecure` (tests only). The DER reader rejects whatever it does not understand
-//! instead of guessing, and never indexes out of bounds: a malformed certificate is an error,
-//! never a panic.
-
-use std::sync::Arc;
-use std::time::Duration;
+//! A minimal DER reader that knows only the path from `Certificate` to `Validity` (RFC 5280,
+//! 4.1). It must never decide trust (it reads dates, it verifies nothing), and it rejects
+//! whatever it does not understand instead of guessing, and never indexes out of bounds: a
+//! malformed certificate is an error, never a panic.
 
 use chrono::{DateTime, NaiveDate, Utc};
-use rustls::DigitallySignedStruct;
-use rustls::SignatureScheme;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::WebPkiSupportedAlgorithms;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 
 /// When a certificate is valid: from `not_before` to `not_after`, both inclusive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -203,106 +187,6 @@ fn digits(text: &[u8], at: usize) -> Option<u32> {
         }
         _ => None,
     }
-}
-
-/// The DER of the leaf certificate that the TLS server on `tcp` presents for `host` (sent as
-/// SNI). The handshake must finish within `timeout`.
-///
-/// The handshake is a real one (the server must prove it holds the certificate's key), but any
-/// certificate is accepted: this only reads its dates.
-pub async fn peer_certificate(
-    host: &str,
-    tcp: TcpStream,
-    timeout: Duration,
-) -> Result<Vec<u8>, String> {
-    let addr = tcp
-        .peer_addr()
-        .map_or_else(|_| "?".to_string(), |a| a.to_string());
-    // `Url::host_str` writes IPv6 addresses in brackets; a server name has none.
-    let name = host.trim_start_matches('[').trim_end_matches(']');
-    let server_name = ServerName::try_from(name.to_string())
-        .map_err(|e| format!("{host:?} is not a valid TLS server name: {e}"))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier = any_certificate(&provider);
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS setup: {e}"))?
-        .dangerous()
-        .with_custom_certificate_verifier(verifier)
-        .with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let handshake = async {
-        let mut tls = connector
-            .connect(server_name, tcp)
-            .await
-            .map_err(|e| format!("TLS handshake with {host} ({addr}): {e}"))?;
-        let leaf = tls
-            .get_ref()
-            .1
-            .peer_certificates()
-            .and_then(|chain| chain.first())
-            .map(|cert| cert.as_ref().to_vec())
-            .ok_or_else(|| format!("{host} ({addr}) presented no certificate"))?;
-        // A close_notify, so that the server logs an orderly close rather than a reset; the
-        // certificate is already read, so a failure here changes nothing.
-        let _ = tls.shutdown().await;
-        Ok(leaf)
-    };
-    tokio::time::timeout(timeout, handshake)
-        .await
-        .map_err(|_| format!("{host} ({addr}): no TLS handshake within {timeout:?}"))?
-}
-
-/// Accepts every server certificate, but still checks the handshake signatures against it.
-/// Only for reading a certificate's dates: trust is decided by the repository's own client.
-#[derive(Debug)]
-struct AnyCertificate {
-    algorithms: WebPkiSupportedAlgorithms,
-}
-
-impl ServerCertVerifier for AnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
-    }
-}
-
-/// A verifier that accepts any server certificate (handshake signatures still checked): for
-/// reading certificates, and for `[ums] allow_insecure` in tests.
-pub fn any_certificate(
-    provider: &rustls::crypto::CryptoProvider,
-) -> Arc<dyn rustls::client::danger::ServerCertVerifier> {
-    Arc::new(AnyCertificate {
-        algorithms: provider.signature_verification_algorithms,
-    })
 }
 
 #[cfg(test)]
