@@ -2,11 +2,11 @@
 //! files TLS is configured with ([`files`]), the UMS channel's client configuration
 //! ([`client`]), the verifier that accepts any certificate ([`insecure`], for the `check`
 //! probe and `[ums] allow_insecure`), the handshake `check` uses to read a server's
-//! certificate ([`probe`]), and a certificate's validity dates ([`validity`]).
+//! certificate ([`probe`]), and a certificate's validity dates ([`mod@validity`]).
 //!
 //! The repository client (`crate::repository`) builds its reqwest clients with the provider
 //! and CA files from here; the UMS channel (`crate::ums`) connects with [`client`]'s
-//! configuration; `check` reports what [`probe`] and [`validity`] read. This module never
+//! configuration; `check` reports what [`probe`] and [`validity()`] read. This module never
 //! sends application data and never decides on its own to trust a certificate: trust comes
 //! from the configured CA files, or from the configuration asking for `allow_insecure`.
 
