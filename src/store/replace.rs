@@ -84,12 +84,12 @@ impl Store {
             self.version_dir(app, version),
         );
         crate::failpoint::hit("replace.before_exchange");
-        nix::fcntl::renameat2(
-            nix::fcntl::AT_FDCWD,
+        rustix::fs::renameat_with(
+            rustix::fs::CWD,
             &staged,
-            nix::fcntl::AT_FDCWD,
+            rustix::fs::CWD,
             &live,
-            nix::fcntl::RenameFlags::RENAME_EXCHANGE,
+            rustix::fs::RenameFlags::EXCHANGE,
         )
         .map_err(|e| StoreError::Io {
             path: live.clone(),
