@@ -67,6 +67,17 @@ pub fn wanted(assigned: Option<Idf>, settings: &Settings, state: &State) -> Opti
     (!on_device.is_empty()).then_some((Idf { apps: on_device }, Source::Device))
 }
 
+/// [`wanted`] for a journal read without the store's lock (`status`, `check`): the assigned
+/// IDF is read from the state directory; one that cannot be read is skipped here (the journal
+/// sets it aside, and `status` and `check` name it).
+pub fn wanted_in(settings: &Settings, state: &State) -> Option<(Idf, Source)> {
+    let assigned = state
+        .idf
+        .as_ref()
+        .and_then(|r| crate::store::documents::read(&settings.paths.state_dir, r).ok());
+    wanted(assigned, settings, state)
+}
+
 /// What to tell an administrator whose `[[app]]` tables are not what applies (an IDF is
 /// assigned and lists other apps or versions).
 pub fn unused_config_apps(settings: &Settings, source: Source, idf: &Idf) -> Option<String> {

@@ -28,13 +28,8 @@ const NAMED: usize = 5;
 /// The wanted state and where it came from, by the rule of `agent::wanted` (the assigned
 /// IDF, else the `[[app]]` tables, else the versions the device holds).
 pub fn wanted(settings: &Settings, state: Option<&State>) -> Option<(Idf, String)> {
-    let assigned = state.and_then(|s| s.idf.clone()).and_then(|r| {
-        crate::store::documents::read(&settings.paths.state_dir, &r)
-            .inspect_err(|e| tracing::warn!("the assigned IDF cannot be read: {e}"))
-            .ok()
-    });
     let empty = State::default();
-    let (idf, source) = crate::agent::wanted::wanted(assigned, settings, state.unwrap_or(&empty))?;
+    let (idf, source) = crate::agent::wanted::wanted_in(settings, state.unwrap_or(&empty))?;
     Some((idf, source.describe().to_string()))
 }
 

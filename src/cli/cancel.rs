@@ -6,7 +6,6 @@ use std::process::ExitCode;
 
 use super::job::{command_id, via_daemon};
 use super::{CmdResult, Failure, Global};
-use crate::config::FileAccess;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -16,11 +15,7 @@ pub struct Args {
 }
 
 pub fn run(global: &Global, args: Args) -> CmdResult {
-    let settings = global
-        .config
-        .with_access(FileAccess::Skip)
-        .load()
-        .map_err(Failure::usage)?;
+    let settings = global.forwarding_settings()?;
     let rt = super::runtime()?;
     let request = serde_json::json!({
         "id": command_id("cancel"),

@@ -17,11 +17,7 @@ pub struct Args {
 
 pub fn run(global: &Global, args: Args) -> CmdResult {
     // Forwarding to the daemon needs no password (see `update`).
-    let settings = global
-        .config
-        .with_access(crate::config::FileAccess::Skip)
-        .load()
-        .map_err(Failure::usage)?;
+    let settings = global.forwarding_settings()?;
     let rt = super::runtime()?;
     let mut request = idf_fields(args.idf.as_deref())?;
     if let Some(url) = request

@@ -187,6 +187,15 @@ impl Global {
         self.settings_with(FileAccess::Read)
     }
 
+    /// The configuration for a command that may only forward to the daemon: no password is
+    /// read, nothing is logged yet (the command that runs here logs it).
+    pub fn forwarding_settings(&self) -> Result<Settings, Failure> {
+        self.config
+            .with_access(FileAccess::Skip)
+            .load()
+            .map_err(Failure::usage)
+    }
+
     /// Like [`Global::settings`]; with [`FileAccess::Skip`] for a command that never contacts
     /// a repository (it must work as any user and outside systemd).
     pub fn settings_with(&self, access: FileAccess) -> Result<Settings, Failure> {

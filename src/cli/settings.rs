@@ -42,11 +42,7 @@ pub fn run(global: &Global, args: Args) -> CmdResult {
         Some(names) if names.is_empty() => vec![RESET_ALL.to_string()],
         Some(names) => names,
     };
-    let settings = global
-        .config
-        .with_access(FileAccess::Skip)
-        .load()
-        .map_err(Failure::usage)?;
+    let settings = global.forwarding_settings()?;
     let rt = super::runtime()?;
     let request = serde_json::json!({
         "id": command_id("settings"),

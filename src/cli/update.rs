@@ -41,11 +41,7 @@ pub struct Args {
 pub fn run(global: &Global, args: Args) -> CmdResult {
     // Forwarding to the daemon needs no password: read none until it is clear that this
     // process transfers itself.
-    let settings = global
-        .config
-        .with_access(crate::config::FileAccess::Skip)
-        .load()
-        .map_err(Failure::usage)?;
+    let settings = global.forwarding_settings()?;
     let at = match &args.at {
         Some(text) => {
             let at = parse_at(text)?;

@@ -128,11 +128,7 @@ pub struct WantedStatus {
 
 impl WantedStatus {
     fn new(settings: &Settings, state: &State) -> Option<WantedStatus> {
-        let assigned = state
-            .idf
-            .as_ref()
-            .and_then(|r| crate::store::documents::read(&settings.paths.state_dir, r).ok());
-        let (idf, source) = crate::agent::wanted::wanted(assigned, settings, state)?;
+        let (idf, source) = crate::agent::wanted::wanted_in(settings, state)?;
         Some(WantedStatus {
             note: crate::agent::wanted::unused_config_apps(settings, source, &idf),
             source,
