@@ -18,7 +18,7 @@
 //! binary to measure; default: the one Cargo built for this bench), `BENCH_KEEP_LOGS` (keep
 //! the logs of the three slowest installs even when all went well).
 
-#[path = "../tests/support/mod.rs"]
+#[path = "../tests/it/support/mod.rs"]
 mod support;
 
 // The bench's own modules sit beside it in `benches/ums_load/` (a crate root resolves `mod`
