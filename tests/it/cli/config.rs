@@ -8,9 +8,10 @@
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
+use crate::support::device::Device;
 use crate::support::{
     Agent, RunOutput, agent_command, run_with_timeout, temp_dir, write_password_file,
 };
@@ -18,60 +19,6 @@ use serde_json::Value;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 const MIB: u64 = 1024 * 1024;
-
-/// A device in a temporary directory: `etc/agent.toml`, `etc/agent.d/`, `state/`.
-struct Device {
-    dir: tempfile::TempDir,
-}
-
-impl Device {
-    fn new() -> Device {
-        let dir = temp_dir("cli-config");
-        fs::create_dir_all(dir.path().join("etc")).expect("cannot create etc/");
-        Device { dir }
-    }
-
-    fn etc(&self) -> PathBuf {
-        self.dir.path().join("etc")
-    }
-
-    fn config_path(&self) -> PathBuf {
-        self.etc().join("agent.toml")
-    }
-
-    fn state_dir(&self) -> PathBuf {
-        self.dir.path().join("state")
-    }
-
-    fn write_config(&self, text: &str) -> PathBuf {
-        let path = self.config_path();
-        fs::write(&path, text).expect("cannot write agent.toml");
-        path
-    }
-
-    fn write_drop_in(&self, name: &str, text: &str) -> PathBuf {
-        let dir = self.etc().join("agent.d");
-        fs::create_dir_all(&dir).expect("cannot create agent.d/");
-        let path = dir.join(name);
-        fs::write(&path, text).expect("cannot write a drop-in");
-        path
-    }
-
-    fn agent(&self) -> Agent {
-        Agent::new(self.config_path(), self.state_dir())
-    }
-
-    fn run(&self, args: &[&str]) -> RunOutput {
-        self.agent().run(args, TIMEOUT)
-    }
-
-    /// `config check --json`, which must succeed.
-    fn check_json(&self) -> Value {
-        self.run(&["config", "check", "--json"])
-            .assert_success()
-            .json()
-    }
-}
 
 /// Whether `stderr` points at `line` of `file`, in either form the agent uses: `FILE:LINE`
 /// (validation) or `FILE: ... line LINE` (TOML syntax and type errors).
@@ -104,7 +51,7 @@ fn bandwidth_config(value: &str) -> String {
 #[test]
 fn every_bad_bandwidth_limit_warns_naming_the_value_and_falls_back_to_2mb() {
     for bad in ["2 MB", "2mb", "1.5MB", "0", "2Mbit", ""] {
-        let device = Device::new();
+        let device = Device::unconfigured();
         device.write_config(&bandwidth_config(bad));
         let quoted = format!("{bad:?}");
 
@@ -141,7 +88,7 @@ fn every_bad_bandwidth_limit_warns_naming_the_value_and_falls_back_to_2mb() {
 #[test]
 fn valid_bandwidth_limits_use_igel_units_without_a_warning() {
     for (good, bytes) in [("512KB", 512 * 1024), ("1GB", 1024 * MIB), ("3", 3 * MIB)] {
-        let device = Device::new();
+        let device = Device::unconfigured();
         device.write_config(&bandwidth_config(good));
 
         let check = device.check_json();
@@ -160,7 +107,7 @@ fn valid_bandwidth_limits_use_igel_units_without_a_warning() {
 
 #[test]
 fn a_disabled_bandwidth_limit_shows_as_null_in_status() {
-    let device = Device::new();
+    let device = Device::unconfigured();
     device.write_config("[update]\nbandwidth_limit_enabled = false\nbandwidth_limit = \"5MB\"\n");
     let status = device.run(&["status", "--json"]).assert_success().json();
     assert_eq!(
@@ -171,7 +118,7 @@ fn a_disabled_bandwidth_limit_shows_as_null_in_status() {
 
 #[test]
 fn an_unknown_key_is_refused_naming_file_key_and_line() {
-    let device = Device::new();
+    let device = Device::unconfigured();
     let file = device.write_config("[update]\ncheck_on_boot = true\nbandwith_limit = \"2MB\"\n");
     let out = device.run(&["config", "check"]);
     assert_config_error(&out, &file, "bandwith_limit", 3);
@@ -179,7 +126,7 @@ fn an_unknown_key_is_refused_naming_file_key_and_line() {
 
 #[test]
 fn a_value_of_the_wrong_type_is_refused_naming_file_key_and_line() {
-    let device = Device::new();
+    let device = Device::unconfigured();
     let file = device.write_config(
         "[update]\nparallel_downloads = 2\n\n[[repository]]\nname = \"a\"\nurl = \"http://a.example/\"\npriority = \"high\"\n",
     );
@@ -193,7 +140,7 @@ fn a_value_of_the_wrong_type_is_refused_naming_file_key_and_line() {
 
 #[test]
 fn a_duplicate_repository_name_in_a_drop_in_is_refused_naming_the_drop_in_and_line() {
-    let device = Device::new();
+    let device = Device::unconfigured();
     device.write_config("[[repository]]\nname = \"central\"\nurl = \"http://a.example/\"\n");
     let drop_in = device.write_drop_in(
         "10-x.toml",
@@ -207,7 +154,7 @@ fn a_duplicate_repository_name_in_a_drop_in_is_refused_naming_the_drop_in_and_li
 #[test]
 fn an_inline_password_is_refused_without_echoing_it() {
     const PASSWORD: &str = "inline-Pa55word-value";
-    let device = Device::new();
+    let device = Device::unconfigured();
     let file = device.write_config(&format!(
         "[[repository]]\nname = \"central\"\nurl = \"https://dav.example/\"\nusername = \"device\"\npassword = \"{PASSWORD}\"\n"
     ));
@@ -243,7 +190,7 @@ fn a_parse_error_on_the_line_of_an_inline_password_does_not_echo_it() {
         ),
     ];
     for text in cases {
-        let device = Device::new();
+        let device = Device::unconfigured();
         device.write_config(&text);
         let out = device.run(&["config", "check"]);
         out.assert_code(2);
@@ -263,7 +210,7 @@ fn a_parse_error_on_the_line_of_an_inline_password_does_not_echo_it() {
 
 #[test]
 fn a_password_file_readable_by_others_is_refused_naming_file_key_and_line() {
-    let device = Device::new();
+    let device = Device::unconfigured();
     let pw = write_password_file(&device.etc(), "central.pw", "s3cr3t-value");
     fs::set_permissions(&pw, fs::Permissions::from_mode(0o644)).expect("chmod 644");
     let file = device.write_config(&format!(
@@ -278,7 +225,7 @@ fn a_password_file_readable_by_others_is_refused_naming_file_key_and_line() {
 
 #[test]
 fn drop_ins_are_merged_in_name_order_and_later_ones_override() {
-    let device = Device::new();
+    let device = Device::unconfigured();
     let main = device.write_config(
         "[update]\nbandwidth_limit_enabled = true\nbandwidth_limit = \"1MB\"\nparallel_downloads = 1\n",
     );
@@ -311,7 +258,7 @@ fn drop_ins_are_merged_in_name_order_and_later_ones_override() {
 #[test]
 fn config_check_shows_secrets_as_stars_and_never_their_value() {
     const SECRET: &str = "s3cr3t-value";
-    let device = Device::new();
+    let device = Device::unconfigured();
     let pw = write_password_file(&device.etc(), "central.pw", SECRET);
     device.write_config(&format!(
         "[[repository]]\nname = \"central\"\nurl = \"https://dav.example/\"\nauth = \"digest\"\nusername = \"device\"\npassword_file = {:?}\n",
@@ -398,7 +345,7 @@ fn import_registry_output_is_a_configuration_the_agent_accepts() {
     );
     out.assert_success();
 
-    let device = Device::new();
+    let device = Device::unconfigured();
     device.write_config(&out.stdout);
     let check = device.check_json();
     assert_eq!(
@@ -449,7 +396,7 @@ priority = 4294967295
 
 #[test]
 fn repos_lists_by_priority_then_name_with_hidden_ones_marked() {
-    let device = Device::new();
+    let device = Device::unconfigured();
     device.write_config(FOUR_REPOSITORIES);
 
     let json = device.run(&["repos", "--json"]).assert_success().json();
@@ -483,7 +430,7 @@ fn repos_lists_by_priority_then_name_with_hidden_ones_marked() {
 
 #[test]
 fn an_explicit_config_file_that_is_missing_is_an_error_naming_it() {
-    let device = Device::new();
+    let device = Device::unconfigured();
     let missing = device.etc().join("no-such-agent.toml");
     let agent = Agent::new(&missing, device.state_dir());
     for args in [&["config", "check"][..], &["repos"]] {
@@ -507,14 +454,14 @@ fn an_explicit_config_file_that_is_missing_is_an_error_naming_it() {
 
 #[test]
 fn environment_variables_choose_the_config_and_state_dir_like_the_flags() {
-    let device = Device::new();
+    let device = Device::unconfigured();
     let config = device
         .write_config("[update]\nbandwidth_limit_enabled = true\nbandwidth_limit = \"7MB\"\n");
     let state = device.state_dir();
     let env_command = |args: &[&str]| {
         let mut cmd = agent_command(args);
         cmd.env("IGEL_UPDATE_AGENT_CONFIG", &config);
-        cmd.env("IGEL_UPDATE_AGENT_STATE_DIR", &state);
+        cmd.env("IGEL_UPDATE_AGENT_STATE_DIR", state);
         cmd
     };
 
@@ -549,7 +496,7 @@ fn environment_variables_choose_the_config_and_state_dir_like_the_flags() {
     );
 
     // The flags win over the variables.
-    let other_state = device.dir.path().join("other-state");
+    let other_state = device.root().join("other-state");
     let mut cmd = env_command(&["config", "check", "--json"]);
     cmd.arg("--state-dir").arg(&other_state);
     let check = run_with_timeout(cmd, TIMEOUT).assert_success().json();
@@ -561,7 +508,7 @@ fn environment_variables_choose_the_config_and_state_dir_like_the_flags() {
 
 #[test]
 fn status_json_on_an_empty_state_dir_has_the_version_the_settings_and_no_apps() {
-    let device = Device::new();
+    let device = Device::unconfigured();
     device.write_config("");
     fs::create_dir_all(device.state_dir()).expect("cannot create the state dir");
 
@@ -587,7 +534,7 @@ fn deliverable_config(device: &Device) {
 
 #[test]
 fn delivery_while_another_instance_holds_the_lock_exits_3() {
-    let device = Device::new();
+    let device = Device::unconfigured();
     deliverable_config(&device);
     fs::create_dir_all(device.state_dir()).expect("cannot create the state dir");
     let lock = fs::File::create(device.state_dir().join("lock")).expect("cannot create the lock");
@@ -612,7 +559,7 @@ fn delivery_while_another_instance_holds_the_lock_exits_3() {
 #[test]
 fn the_lock_message_names_the_holder_and_what_to_do() {
     use std::io::Write;
-    let device = Device::new();
+    let device = Device::unconfigured();
     deliverable_config(&device);
     fs::create_dir_all(device.state_dir()).expect("cannot create the state dir");
     for (content, holder, hint) in [
@@ -646,7 +593,7 @@ fn the_lock_message_names_the_holder_and_what_to_do() {
 /// the end; without a log on stderr (`--log-level off`) the end says it once.
 #[test]
 fn a_failure_is_not_printed_three_times() {
-    let device = Device::new();
+    let device = Device::unconfigured();
     deliverable_config(&device);
     let out = device.run(&["delivery"]);
     out.assert_code(1);
@@ -671,9 +618,9 @@ fn a_failure_is_not_printed_three_times() {
 /// for every command, not a raw OS error.
 #[test]
 fn a_state_directory_that_is_a_file_is_named_as_such() {
-    let device = Device::new();
+    let device = Device::unconfigured();
     deliverable_config(&device);
-    let file = device.dir.path().join("afile");
+    let file = device.root().join("afile");
     fs::write(&file, "").expect("cannot write a file");
     for (dir, problem) in [
         (file.clone(), "it exists and is not a directory"),
@@ -713,7 +660,7 @@ fn a_state_directory_that_is_a_file_is_named_as_such() {
 /// Issue 11.10: `--at` without a UTC offset says exactly that, with the forms that work.
 #[test]
 fn update_at_without_an_offset_says_what_is_missing() {
-    let device = Device::new();
+    let device = Device::unconfigured();
     deliverable_config(&device);
     let out = device.run(&["update", "--at", "2030-12-01T02:00:00"]);
     out.assert_code(2);
@@ -735,7 +682,7 @@ fn update_at_without_an_offset_says_what_is_missing() {
 /// time for people, RFC 3339 UTC for programs).
 #[test]
 fn log_lines_are_in_local_time() {
-    let device = Device::new();
+    let device = Device::unconfigured();
     deliverable_config(&device);
     let mut cmd = device.agent().command(&["delivery"]);
     // Fixed 5 hours ahead of UTC whatever the machine's zone is (POSIX signs are inverted).
@@ -756,9 +703,9 @@ fn log_lines_are_in_local_time() {
 
 #[test]
 fn delivery_with_an_idf_that_is_not_json_is_bad_input_naming_the_file() {
-    let device = Device::new();
+    let device = Device::unconfigured();
     deliverable_config(&device);
-    let idf = device.dir.path().join("broken-idf.json");
+    let idf = device.root().join("broken-idf.json");
     fs::write(&idf, "apps: [chromium]\n").expect("cannot write the IDF");
 
     let out = device.run(&["delivery", "--idf", idf.to_str().expect("UTF-8")]);
@@ -769,9 +716,9 @@ fn delivery_with_an_idf_that_is_not_json_is_bad_input_naming_the_file() {
 
 #[test]
 fn delivery_with_a_bad_app_name_in_the_idf_names_the_file_and_the_field() {
-    let device = Device::new();
+    let device = Device::unconfigured();
     deliverable_config(&device);
-    let idf = device.dir.path().join("bad-name-idf.json");
+    let idf = device.root().join("bad-name-idf.json");
     fs::write(
         &idf,
         r#"{"apps": [{"name": "chromium", "version": "1"}, {"name": "../Evil App", "version": "1"}]}"#,
@@ -786,7 +733,7 @@ fn delivery_with_a_bad_app_name_in_the_idf_names_the_file_and_the_field() {
 
 #[test]
 fn delivery_without_an_idf_or_app_tables_is_bad_usage() {
-    let device = Device::new();
+    let device = Device::unconfigured();
     device.write_config("[[repository]]\nname = \"central\"\nurl = \"http://127.0.0.1:1/\"\n");
     let out = device.run(&["delivery"]);
     out.assert_code(2);
@@ -797,7 +744,7 @@ fn delivery_without_an_idf_or_app_tables_is_bad_usage() {
 /// Issue 11.7: on a terminal the log is coloured unless `NO_COLOR` is set.
 #[test]
 fn no_color_turns_the_colours_of_the_log_off() {
-    let device = Device::new();
+    let device = Device::unconfigured();
     deliverable_config(&device);
     let has_colour = |bytes: &[u8]| {
         let text = String::from_utf8_lossy(bytes);

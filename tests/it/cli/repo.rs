@@ -8,10 +8,11 @@
 //! and checks that the credentials appear in no output and not in `state.json`.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use crate::support::device::Device;
 use crate::support::{
     Agent, MockResponse, MockServer, RunOutput, agent_command, pseudo_random_bytes,
     run_with_timeout, sha256_hex, temp_dir, wait_until, write_password_file,
@@ -482,41 +483,30 @@ fn demo_delivers_and_activates_both_apps_within_a_minute_and_prints_the_status_t
 
 // ---- bad input from a repository (mock server) ----
 
-/// A device that delivers from one mock repository with Basic authentication.
-struct MockDevice {
-    dir: tempfile::TempDir,
+/// A device that delivers from one mock repository with Basic authentication; `version` is
+/// the `[[app]]` version of `demo-app` (`latest` makes the agent list).
+fn mock_device(mock: &MockServer, version: &str) -> Device {
+    let device = Device::unconfigured();
+    let pw = write_password_file(&device.etc(), "repo.pw", PASSWORD);
+    device.write_config(&format!(
+        "[update]\nretries = 1\nretry_backoff = \"10ms\"\nconnect_timeout = \"5s\"\nread_timeout = \"20s\"\n\n\
+         [[repository]]\nname = \"mock\"\nurl = \"{}\"\nauth = \"basic\"\nusername = \"{USER}\"\n\
+         password_file = {:?}\n\n[[app]]\nname = \"demo-app\"\nversion = \"{version}\"\n",
+        mock.url(),
+        pw.display().to_string()
+    ));
+    device
 }
 
-impl MockDevice {
-    /// `version` is the `[[app]]` version of `demo-app` (`latest` makes the agent list).
-    fn new(mock: &MockServer, version: &str) -> MockDevice {
-        let dir = temp_dir("cli-bad-input");
-        let pw = write_password_file(dir.path(), "repo.pw", PASSWORD);
-        let config = format!(
-            "[update]\nretries = 1\nretry_backoff = \"10ms\"\nconnect_timeout = \"5s\"\nread_timeout = \"20s\"\n\n\
-             [[repository]]\nname = \"mock\"\nurl = \"{}\"\nauth = \"basic\"\nusername = \"{USER}\"\n\
-             password_file = {:?}\n\n[[app]]\nname = \"demo-app\"\nversion = \"{version}\"\n",
-            mock.url(),
-            pw.display().to_string()
-        );
-        fs::write(dir.path().join("agent.toml"), config).expect("cannot write agent.toml");
-        MockDevice { dir }
-    }
-
-    fn state_dir(&self) -> PathBuf {
-        self.dir.path().join("state")
-    }
-
-    /// `delivery`, checked for the things every bad-input run must show: exit 1, no panic,
-    /// no credentials anywhere.
-    fn deliver_and_fail(&self) -> RunOutput {
-        let agent = Agent::new(self.dir.path().join("agent.toml"), self.state_dir());
-        let out = agent.run(&["delivery"], TIMEOUT);
-        out.assert_code(1);
-        assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
-        assert_no_credentials(&out, &self.state_dir());
-        out
-    }
+/// `delivery`, checked for the things every bad-input run must show: exit 1, no panic, no
+/// credentials anywhere.
+#[track_caller]
+fn deliver_and_fail(device: &Device) -> RunOutput {
+    let out = device.agent().run(&["delivery"], TIMEOUT);
+    out.assert_code(1);
+    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+    assert_no_credentials(&out, device.state_dir());
+    out
 }
 
 #[track_caller]
@@ -578,9 +568,9 @@ fn listing(body: impl Into<Vec<u8>>) -> MockResponse {
 fn assert_listing_refused(what: &str, body: String) {
     let mock = MockServer::start();
     mock.route_method("PROPFIND", "/demo-app/", listing(body));
-    let device = MockDevice::new(&mock, "latest");
+    let device = mock_device(&mock, "latest");
 
-    let out = device.deliver_and_fail();
+    let out = deliver_and_fail(&device);
     let used: Vec<String> = mock
         .requests()
         .into_iter()
@@ -641,9 +631,9 @@ fn a_propfind_listing_over_4_mib_is_refused_naming_the_url() {
     ] {
         let mock = MockServer::start();
         mock.route_method("PROPFIND", "/demo-app/", response);
-        let device = MockDevice::new(&mock, "latest");
+        let device = mock_device(&mock, "latest");
 
-        let out = device.deliver_and_fail();
+        let out = deliver_and_fail(&device);
         let url = format!("{}demo-app/", mock.url());
         assert!(
             out.stderr.contains(&url),
@@ -686,9 +676,9 @@ fn an_app_json_over_1_mib_is_refused_with_a_clear_error() {
         let mock = MockServer::start();
         mock.route("/demo-app/1.0/app.json", response);
         mock.route("/demo-app/1.0/f.bin", MockResponse::file(data.clone()));
-        let device = MockDevice::new(&mock, "1.0");
+        let device = mock_device(&mock, "1.0");
 
-        let out = device.deliver_and_fail();
+        let out = deliver_and_fail(&device);
         assert!(out.stderr.contains("app.json"), "{what}: {}", out.stderr);
         assert!(
             out.stderr.contains("limit") || out.stderr.contains("large"),
@@ -730,9 +720,9 @@ fn app_json_with_a_bad_field_is_rejected_naming_the_field() {
             "/demo-app/1.0/f.bin",
             MockResponse::file(b"payload".to_vec()),
         );
-        let device = MockDevice::new(&mock, "1.0");
+        let device = mock_device(&mock, "1.0");
 
-        let out = device.deliver_and_fail();
+        let out = deliver_and_fail(&device);
         assert!(
             out.stderr.contains(field),
             "the error must name {field}\n{}",
@@ -745,7 +735,8 @@ fn app_json_with_a_bad_field_is_rejected_naming_the_field() {
             .map(|r| format!("{} {}", r.method, r.path))
             .collect();
         assert!(fetched_files.is_empty(), "{field}: {fetched_files:?}");
-        let status = Agent::new(device.dir.path().join("agent.toml"), device.state_dir())
+        let status = device
+            .agent()
             .run(&["status", "--json"], TIMEOUT)
             .assert_success()
             .json();
@@ -783,9 +774,9 @@ fn a_redirect_to_another_host_is_refused_and_the_other_host_gets_no_request() {
             redirected,
             MockResponse::status(302).header("Location", &location),
         );
-        let device = MockDevice::new(&repo, "1.0");
+        let device = mock_device(&repo, "1.0");
 
-        let out = device.deliver_and_fail();
+        let out = deliver_and_fail(&device);
         assert!(
             out.stderr.to_lowercase().contains("redirect"),
             "{redirected}: the error must mention the redirect\n{}",

@@ -9,7 +9,8 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use crate::support::daemon::{Device, JOB_TIMEOUT, STOP_TIMEOUT, app_state, idf, queue};
+use crate::support::daemon::{JOB_TIMEOUT, STOP_TIMEOUT, app_state, idf, queue};
+use crate::support::device::Device;
 use crate::support::device::path_str;
 use crate::support::lifecycle::{APP, Repo};
 use crate::support::{Apache, TlsFiles, temp_dir};
@@ -74,7 +75,7 @@ fn credential_files(state_dir: &Path) -> Vec<std::path::PathBuf> {
 fn a_reboot_does_not_activate_what_the_settings_command_said_waits_for_the_update_command() {
     let repo = Repo::start();
     repo.add(APP, "1.0", false);
-    let device = Device::new(&repo, "");
+    let device = repo.daemon_device("");
     let mut daemon = device.start();
     daemon.accepted(settings(
         "s1",
@@ -107,7 +108,7 @@ fn every_command_uses_the_persisted_settings() {
     let repo = Repo::start();
     let data = repo.add(APP, "1.0", false);
     // No repository in the files: only the settings command names one.
-    let device = Device::with_repositories("", "");
+    let device = Device::builder().control_socket().build();
     cli(
         &device,
         &[
@@ -171,7 +172,7 @@ fn every_command_uses_the_persisted_settings() {
 #[test]
 fn a_rejected_settings_command_changes_nothing_and_the_daemon_still_starts() {
     let repo = Repo::start();
-    let device = Device::new(&repo, "");
+    let device = repo.daemon_device("");
     let mut daemon = device.start();
     let before = fs::read(device.state_dir().join("state.json")).ok();
     // A FIFO where a certificate should be: refused, not waited on for ever.
@@ -248,7 +249,7 @@ fn a_repository_configured_the_igel_way_authenticates_with_secrets_from_the_ums(
         .tls_files(&tls)
         .digest_auth("device", PASSWORD)
         .start();
-    let device = Device::with_repositories("", "");
+    let device = Device::builder().control_socket().build();
     let mut daemon = device.start();
     let encoded = base64::engine::general_purpose::STANDARD.encode(PASSWORD);
     daemon.accepted(settings(
@@ -347,14 +348,14 @@ fn a_systemd_credential_is_needed_only_by_a_transfer_in_this_process() {
     let apache = Apache::builder(root.path())
         .digest_auth("device", PASSWORD)
         .start();
-    let device = Device::with_repositories(
-        &format!(
+    let device = Device::builder()
+        .repositories_toml(&format!(
             "[[repository]]\nname = \"central\"\nurl = {:?}\nauth = \"digest\"\n\
              username = \"device\"\ncredential = \"central-password\"\n",
             apache.url()
-        ),
-        "",
-    );
+        ))
+        .control_socket()
+        .build();
     // A shell has no $CREDENTIALS_DIRECTORY: what needs no password works.
     cli(&device, &["status"]).assert_success();
     cli(&device, &["repos"]).assert_success();
@@ -396,7 +397,7 @@ fn a_systemd_credential_is_needed_only_by_a_transfer_in_this_process() {
 #[test]
 fn the_queue_is_bounded_and_stores_each_idf_once() {
     let repo = Repo::start();
-    let device = Device::new(&repo, "");
+    let device = repo.daemon_device("");
     let daemon = device.start();
     let later = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
     // An IDF of about 875 KB (the size that made state.json 54 MB before).

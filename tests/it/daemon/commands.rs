@@ -9,8 +9,9 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use crate::support::daemon::{
-    Device, JOB_TIMEOUT, app_state, exchange, idf, limit, publish_large, queue, queued_ids,
+    JOB_TIMEOUT, app_state, exchange, idf, limit, publish_large, queue, queued_ids,
 };
+use crate::support::device::Device;
 use crate::support::device::path_str;
 use crate::support::lifecycle::{APP, Repo, Scripts, app_entry};
 use serde_json::json;
@@ -22,7 +23,7 @@ const LOG_SETTLE: Duration = Duration::from_millis(500);
 fn update_command_activates_staged_apps() {
     let repo = Repo::start();
     let data = repo.add(APP, "1.0", false);
-    let device = Device::new(&repo, "activate_after_installation = false\n");
+    let device = repo.daemon_device("activate_after_installation = false\n");
     let mut daemon = device.start();
 
     daemon.accepted(json!({"id": "d1", "command": "delivery", "idf": idf(&[(APP, "1.0")])}));
@@ -46,7 +47,7 @@ fn update_command_activates_staged_apps() {
 fn delivery_command_never_activates() {
     let repo = Repo::start();
     let data = repo.add(APP, "1.0", false);
-    let device = Device::new(&repo, "");
+    let device = repo.daemon_device("");
     let mut daemon = device.start();
 
     daemon.accepted(json!({"id": "d1", "command": "delivery", "idf": idf(&[(APP, "1.0")])}));
@@ -74,7 +75,7 @@ fn delivery_command_never_activates() {
 fn update_without_an_idf_after_a_delivery_activates_the_delivered_version() {
     let repo = Repo::start();
     let data = repo.add(APP, "1.0", false);
-    let device = Device::new(&repo, "activate_after_installation = false\n");
+    let device = repo.daemon_device("activate_after_installation = false\n");
     let mut daemon = device.start();
     daemon.accepted(json!({"id": "d1", "command": "delivery", "idf": idf(&[(APP, "1.0")])}));
     daemon.wait_for_app(APP, "downloaded");
@@ -95,7 +96,7 @@ fn update_without_an_idf_after_a_delivery_activates_the_delivered_version() {
 fn same_id_twice_runs_once() {
     let repo = Repo::start();
     let data = repo.add(APP, "1.0", false);
-    let device = Device::new(&repo, "");
+    let device = repo.daemon_device("");
     let mut daemon = device.start();
     let request = json!({"id": "same", "command": "update", "idf": idf(&[(APP, "1.0")])});
 
@@ -189,7 +190,7 @@ fn notify_program_that_defers_twice_then_accepts() {
     let data = repo.add(APP, "1.0", false);
     let scripts = Scripts::new();
     let notify = counting_notify(&scripts, "notify", &[10, 10, 0]);
-    let device = Device::new(&repo, &notify_config(&notify, 3));
+    let device = repo.daemon_device(&notify_config(&notify, 3));
     let mut daemon = device.start();
 
     daemon.accepted(asking_update("ask"));
@@ -230,7 +231,7 @@ fn max_deferrals_reached_proceeds_without_cancel_choice() {
     let data = repo.add(APP, "1.0", false);
     let scripts = Scripts::new();
     let notify = counting_notify(&scripts, "notify", &[10]);
-    let device = Device::new(&repo, &notify_config(&notify, 2));
+    let device = repo.daemon_device(&notify_config(&notify, 2));
     let mut daemon = device.start();
 
     daemon.accepted(asking_update("ask"));
@@ -282,7 +283,7 @@ fn peer_of_another_uid_cannot_update_but_can_read_status() {
     }
     let repo = Repo::start();
     repo.add(APP, "1.0", false);
-    let device = Device::new(&repo, "");
+    let device = repo.daemon_device("");
     let mut daemon = device.start();
     let before = device.state_json();
 
@@ -369,15 +370,15 @@ fn replies_from_nobody(device: &Device) -> Vec<serde_json::Value> {
         chmod(&to, 0o755);
         to
     };
+    // The test's name as the harness knows it: its module path without the crate's name.
+    let (_, module) = module_path!()
+        .split_once("::")
+        .expect("a test module is below the crate root");
+    let name = format!("{module}::peer_of_another_uid_cannot_update_but_can_read_status");
     let mut cmd = std::process::Command::new("setpriv");
     cmd.args(setpriv)
         .arg(&exe)
-        .args([
-            "--exact",
-            "peer_of_another_uid_cannot_update_but_can_read_status",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+        .args(["--exact", &name, "--nocapture", "--test-threads=1"])
         .env(PEER_SOCKET_ENV, device.socket());
     let out = crate::support::run_with_timeout(cmd, Duration::from_secs(60));
     out.assert_success();
@@ -400,7 +401,7 @@ fn two_hundred_concurrent_status_requests_during_a_transfer_are_all_answered() {
     let repo = Repo::start();
     // 3 MiB at 256 KiB/s: about 12 s of transfer to ask during.
     let data = publish_large(&repo, APP, "1.0", 3 * 1024 * 1024);
-    let device = Device::new(&repo, &limit("256KB"));
+    let device = repo.daemon_device(&limit("256KB"));
     let mut daemon = device.start();
     daemon.accepted(json!({"id": "d1", "command": "delivery", "idf": idf(&[(APP, "1.0")])}));
     daemon.wait_for("the transfer to be under way", JOB_TIMEOUT, |s| {
@@ -460,7 +461,7 @@ fn two_hundred_concurrent_status_requests_during_a_transfer_are_all_answered() {
 fn bad_input_is_rejected_with_a_reason_and_changes_nothing() {
     let repo = Repo::start();
     repo.add(APP, "1.0", false);
-    let device = Device::new(&repo, "");
+    let device = repo.daemon_device("");
     let mut daemon = device.start();
     // Something in every part of the state: an app, a finished and a waiting command.
     daemon.accepted(json!({"id": "d1", "command": "delivery", "idf": idf(&[(APP, "1.0")])}));
@@ -544,7 +545,7 @@ fn bad_input_is_rejected_with_a_reason_and_changes_nothing() {
 #[test]
 fn settings_value_with_a_line_break_cannot_set_another_key() {
     let repo = Repo::start();
-    let device = Device::new(&repo, "");
+    let device = repo.daemon_device("");
     let daemon = device.start();
     let before = device.state_json();
 
@@ -566,7 +567,7 @@ fn settings_value_with_a_line_break_cannot_set_another_key() {
 fn cli_update_and_status_go_to_the_running_daemon() {
     let repo = Repo::start();
     let data = repo.add(APP, "1.0", false);
-    let device = Device::new(&repo, "");
+    let device = repo.daemon_device("");
     let daemon = device.start();
     let idf_file = device.root().join("idf.json");
     std::fs::write(&idf_file, idf(&[(APP, "1.0")]).to_string()).expect("cannot write the IDF");
@@ -611,7 +612,7 @@ fn running_as_root() -> bool {
 fn commands_name_the_daemon_and_never_act_on_another_state_directory() {
     let repo = Repo::start();
     repo.add(APP, "1.0", false);
-    let device = Device::new(&repo, "");
+    let device = repo.daemon_device("");
     let mut daemon = device.start();
     daemon.accepted(json!({"id": "u1", "command": "update", "idf": idf(&[(APP, "1.0")])}));
     daemon.wait_for_app(APP, "installed");
@@ -686,7 +687,7 @@ fn cli_status(device: &Device) -> serde_json::Value {
 fn a_delivery_ends_with_its_own_outcome_through_the_daemon() {
     let repo = Repo::start();
     repo.add(APP, "1.0", false);
-    let device = Device::new(&repo, "");
+    let device = repo.daemon_device("");
     let _daemon = device.start();
     let idf_path = idf_file(&device);
 
@@ -732,7 +733,7 @@ fn a_daemon_stopped_mid_transfer_records_the_interruption_and_resumes_at_start()
     let entry = app_entry(&status, APP).expect("listed");
     assert_eq!(entry["state"], "download-failed", "{status:#}");
 
-    device.write_config("");
+    device.reconfigure("");
     let mut daemon = device.start();
     let status = daemon.wait_for("the delivery to run again", JOB_TIMEOUT, |s| {
         s["update_status"] == "Delivery successful"
@@ -749,7 +750,7 @@ fn a_daemon_stopped_mid_transfer_records_the_interruption_and_resumes_at_start()
 /// A delivery in this process (no daemon) under a 256KB limit, well into its transfer.
 fn slow_delivery_here(repo: &Repo) -> (Device, crate::support::RunningAgent, Vec<u8>) {
     let data = publish_large(repo, APP, "1.0", 3 * 1024 * 1024);
-    let device = Device::new(repo, &limit("256KB"));
+    let device = repo.daemon_device(&limit("256KB"));
     let idf = idf_file(&device);
     let mut running = device.agent().spawn(&["delivery", "--idf", &idf]);
     running.wait_for_stderr("Transfer started", JOB_TIMEOUT);
@@ -784,7 +785,7 @@ fn ctrl_c_of_a_delivery_here_records_the_interruption() {
     let kept = std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
     assert!(kept > 0, "no partial download kept at {}", part.display());
 
-    device.write_config("");
+    device.reconfigure("");
     let idf = idf_file(&device);
     device
         .agent()
@@ -889,7 +890,7 @@ fn progress_and_log_lines_never_share_a_line_on_a_terminal() {
         crate::support::pseudo_random_bytes(8, 300 * 1024),
     )
     .expect("cannot tamper with the file");
-    let device = Device::new(&repo, &limit("256KB"));
+    let device = repo.daemon_device(&limit("256KB"));
     let path = device.root().join("two.json");
     std::fs::write(&path, idf(&[(APP, "1.0"), ("broken", "1.0")]).to_string())
         .expect("cannot write the IDF");
@@ -927,7 +928,7 @@ fn progress_and_log_lines_never_share_a_line_on_a_terminal() {
 fn quiet_prints_nothing_on_success_and_the_failure_on_failure() {
     let repo = Repo::start();
     repo.add(APP, "1.0", false);
-    let device = Device::new(&repo, "");
+    let device = repo.daemon_device("");
     let idf_path = idf_file(&device);
 
     let here = device
@@ -968,7 +969,11 @@ fn the_start_says_why_it_transfers_the_configured_apps() {
          [[app]]\nname = {APP:?}\nversion = \"1.0\"\n",
         repo.apache.url()
     );
-    let device = Device::with_repositories(&repositories, "check_on_boot = false\n");
+    let device = Device::builder()
+        .repositories_toml(&repositories)
+        .update("check_on_boot = false\n")
+        .control_socket()
+        .build();
     let mut daemon = device.start();
 
     daemon.wait_for_app(APP, "marked-for-installation");

@@ -11,9 +11,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::support::daemon::{
-    Device, JOB_TIMEOUT, STOP_TIMEOUT, app_state, idf, limit, publish_large, queue, queued_ids,
+    JOB_TIMEOUT, STOP_TIMEOUT, app_state, idf, limit, publish_large, queue, queued_ids,
     throttled_delivery,
 };
+use crate::support::device::Device;
 use crate::support::lifecycle::{APP, Repo, app_entry, payload_name};
 use crate::support::wait_until;
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -54,7 +55,7 @@ fn logged_at(log: &str, needle: &str) -> DateTime<Utc> {
 fn scheduled_update_survives_a_restart_and_runs_at_its_time() {
     let repo = Repo::start();
     let data = repo.add(APP, "1.0", false);
-    let device = Device::new(&repo, "");
+    let device = repo.daemon_device("");
     let mut daemon = device.start();
     let at = Utc::now() + chrono::Duration::seconds(4);
     let at_text = at.to_rfc3339_opts(SecondsFormat::Millis, true);
@@ -93,7 +94,7 @@ fn scheduled_update_survives_a_restart_and_runs_at_its_time() {
 fn the_command_line_shows_the_queue_and_cancels_with_or_without_the_daemon() {
     let repo = Repo::start();
     repo.add(APP, "1.0", false);
-    let device = Device::new(&repo, "");
+    let device = repo.daemon_device("");
     let mut daemon = device.start();
     let at = (Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
     for id in ["first", "second"] {
@@ -136,7 +137,7 @@ fn the_command_line_shows_the_queue_and_cancels_with_or_without_the_daemon() {
 fn cancelled_scheduled_update_never_runs() {
     let repo = Repo::start();
     repo.add(APP, "1.0", false);
-    let device = Device::new(&repo, "");
+    let device = repo.daemon_device("");
     let daemon = device.start();
     let at = Utc::now() + chrono::Duration::seconds(2);
     daemon.accepted(json!({
@@ -159,7 +160,7 @@ fn cancelled_scheduled_update_never_runs() {
 fn command_accepted_just_before_sigkill_still_runs_after_restart() {
     let repo = Repo::start();
     let data = repo.add(APP, "1.0", false);
-    let device = Device::new(&repo, "");
+    let device = repo.daemon_device("");
     let mut daemon = device.start();
 
     daemon.accepted(json!({"id": "u1", "command": "update", "idf": idf(&[(APP, "1.0")])}));
@@ -184,7 +185,7 @@ fn sighup_changes_the_limit_mid_transfer() {
 
     std::thread::sleep(Duration::from_secs(1));
     let before = daemon.status();
-    device.write_config(&limit("4MB"));
+    device.reconfigure(&limit("4MB"));
     daemon.signal(Signal::SIGHUP);
     let changed = started.elapsed();
 
@@ -216,7 +217,7 @@ fn sigterm_keeps_the_part_and_next_start_resumes() {
     let repo = Repo::start();
     // 2 MiB: about 8 s at 256 KiB/s.
     let data = publish_large(&repo, APP, "1.0", 2 * 1024 * 1024);
-    let device = Device::new(&repo, &limit("256KB"));
+    let device = repo.daemon_device(&limit("256KB"));
     let mut daemon = device.start();
     // `assign` (not `update`): the new start re-queues it through check_on_boot.
     daemon.accepted(json!({"id": "a1", "command": "assign", "idf": idf(&[(APP, "1.0")])}));
@@ -265,7 +266,7 @@ fn sigterm_keeps_the_part_and_next_start_resumes() {
 #[test]
 fn settings_command_overrides_the_file_and_survives_a_restart() {
     let repo = Repo::start();
-    let device = Device::new(&repo, &limit("4MB"));
+    let device = repo.daemon_device(&limit("4MB"));
     let mut daemon = device.start();
 
     daemon.accepted(json!({
@@ -296,7 +297,7 @@ fn settings_command_overrides_the_file_and_survives_a_restart() {
 #[test]
 fn second_daemon_on_the_same_state_dir_exits_3() {
     let repo = Repo::start();
-    let device = Device::new(&repo, "");
+    let device = repo.daemon_device("");
     let mut first = device.start();
 
     let second = device.agent().run(&["run"], Duration::from_secs(30));
@@ -322,7 +323,7 @@ fn second_daemon_on_the_same_state_dir_exits_3() {
 #[test]
 fn signals_right_after_the_daemon_answers_are_handled() {
     let repo = Repo::start();
-    let device = Device::new(&repo, "");
+    let device = repo.daemon_device("");
     let notify_path = device.root().join("notify.sock");
     let notify = UnixDatagram::bind(&notify_path).expect("cannot bind the notify socket");
     let filler = UnixDatagram::unbound().expect("cannot create a datagram socket");

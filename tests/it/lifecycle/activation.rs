@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use crate::support::device::path_str;
 use crate::support::lifecycle::{
-    APP, Repo, Scripts, activate_at_boot, assert_installed, assert_state, current, deliver,
-    hook_config, update, version_dirs,
+    APP, Repo, Scripts, activate_at_boot, assert_installed, assert_state, deliver, hook_config,
+    update, version_dirs,
 };
 
 #[test]
@@ -23,7 +23,7 @@ fn with_activation_at_boot_on_delivery_marks_and_boot_activates() {
 
     let entry = assert_state(&device, APP, "marked-for-installation");
     assert_eq!(entry["active"], false, "{entry:#}");
-    assert_eq!(current(&device, APP), None, "delivery must not activate");
+    assert_eq!(device.current(APP), None, "delivery must not activate");
 
     activate_at_boot(&device).assert_success();
 
@@ -41,7 +41,7 @@ fn background_update_waits_for_the_update_command_not_the_boot() {
     activate_at_boot(&device).assert_success();
 
     assert_state(&device, APP, "downloaded");
-    assert_eq!(current(&device, APP), None, "the boot activated it");
+    assert_eq!(device.current(APP), None, "the boot activated it");
 
     update(&device, &[(APP, "1.0")], &[]).assert_success();
 
@@ -61,7 +61,7 @@ fn switching_the_setting_back_on_makes_staged_versions_activate_at_boot() {
     let device = repo.device("activate_after_installation = false\n");
     deliver(&device, &[(APP, "1.0")]).assert_success();
     assert_state(&device, APP, "downloaded");
-    let config = device.root().join("agent.toml");
+    let config = device.config_path().to_path_buf();
     let text = fs::read_to_string(&config).expect("agent.toml");
     let switched = text.replace(
         "activate_after_installation = false",
@@ -101,7 +101,7 @@ fn failing_hook_rolls_back_to_the_previous_version() {
         assert!(error.contains(part), "error {error:?} lacks {part:?}");
     }
     assert_eq!(entry["active_version"], "1.0", "{entry:#}");
-    assert_eq!(current(&device, APP).as_deref(), Some("1.0"));
+    assert_eq!(device.current(APP).as_deref(), Some("1.0"));
     assert_eq!(version_dirs(&device, APP), ["1.0", "2.0"], "2.0 is kept");
     let status = crate::support::lifecycle::status(&device);
     let update_status = status["update_status"].as_str().unwrap_or_default();
@@ -149,7 +149,7 @@ fn hook_that_hangs_is_killed_and_rolled_back() {
         error.contains(&path_str(&hook)) && error.contains("did not finish within"),
         "error: {error:?}"
     );
-    assert_eq!(current(&device, APP).as_deref(), Some("1.0"));
+    assert_eq!(device.current(APP).as_deref(), Some("1.0"));
 }
 
 #[test]
@@ -176,7 +176,7 @@ fn missing_or_not_executable_hook_is_a_clear_activation_failure() {
             "error: {error:?}"
         );
         assert!(out.stderr.contains(says), "stderr: {}", out.stderr);
-        assert_eq!(current(&device, APP), None, "a failed first activation");
+        assert_eq!(device.current(APP), None, "a failed first activation");
         assert_eq!(version_dirs(&device, APP), ["1.0"], "kept for the retry");
     }
 }
@@ -305,9 +305,10 @@ fn activation_cut_short_by_a_crash_is_rolled_back_and_redone_at_boot() {
         let device = repo.device(&hook_config(&hook, "2s"));
         update(&device, &[(APP, "1.0")], &[]).assert_success();
         let idf = device.write_idf(&[(APP, "2.0", None)]);
-        let crashing =
-            crate::support::Agent::new(device.root().join("agent.toml"), device.state_dir())
-                .env("IGEL_UPDATE_AGENT_CRASH_AT", point);
+        let crashing = device
+            .agent()
+            .clone()
+            .env("IGEL_UPDATE_AGENT_CRASH_AT", point);
 
         let out = crashing.run(
             &["update", "--idf", &path_str(&idf)],
@@ -315,7 +316,7 @@ fn activation_cut_short_by_a_crash_is_rolled_back_and_redone_at_boot() {
         );
 
         assert_eq!(out.code, None, "{point}: no crash\n{}", out.stderr);
-        let linked = current(&device, APP).unwrap_or_default();
+        let linked = device.current(APP).unwrap_or_default();
         assert!(
             device.installed(APP, &linked, "app.json").is_file(),
             "{point}: current -> {linked:?} is not a complete version"

@@ -6,8 +6,8 @@ use std::fs;
 use std::time::Duration;
 
 use crate::support::lifecycle::{
-    APP, Repo, Scripts, activate_at_boot, app_entry, assert_installed, current, deliver,
-    hook_config, payload_name, status, update, version_dirs,
+    APP, Repo, Scripts, activate_at_boot, app_entry, assert_installed, deliver, hook_config,
+    payload_name, status, update, version_dirs,
 };
 use crate::support::sha256_hex;
 use chrono::NaiveDateTime;
@@ -139,7 +139,7 @@ fn app_leaving_the_idf_is_removed_at_the_next_activation() {
     repo.add("beta", "1.0", false);
     let device = repo.device("");
     update(&device, &[("alpha", "1.0"), ("beta", "1.0")], &[]).assert_success();
-    assert_eq!(current(&device, "beta").as_deref(), Some("1.0"));
+    assert_eq!(device.current("beta").as_deref(), Some("1.0"));
 
     update(&device, &[("alpha", "1.0")], &[]).assert_success();
 
@@ -171,7 +171,7 @@ fn clean_deletes_inactive_versions_and_partials_but_never_the_active_one() {
     update(&device, &[(APP, "1.0")], &[]).assert_success();
     deliver(&device, &[(APP, "2.0")]).assert_success();
     assert_eq!(version_dirs(&device, APP), ["1.0", "2.0"]);
-    assert_eq!(current(&device, APP).as_deref(), Some("1.0"));
+    assert_eq!(device.current(APP).as_deref(), Some("1.0"));
     let ghost = device.part("ghost", "3.0", "ghost.bin");
     fs::create_dir_all(ghost.parent().expect("a part has a directory")).expect("mkdir staging");
     fs::write(&ghost, b"half a download").expect("cannot write the stray part file");
@@ -219,7 +219,7 @@ fn pinned_app_json_sha256_is_enforced_by_update() {
     let out = device.run(&["update", "--idf", &crate::support::device::path_str(&idf)]);
 
     out.assert_code(1);
-    assert_eq!(current(&device, APP).as_deref(), Some("1.0"));
+    assert_eq!(device.current(APP).as_deref(), Some("1.0"));
     assert_eq!(version_dirs(&device, APP), ["1.0"]);
     std::thread::sleep(LOG_SETTLE);
     assert_eq!(repo.payload_gets(APP, "2.0"), [], "2.0 was transferred");
@@ -337,7 +337,7 @@ fn assert_unreadable_journal_is_reported(out: &crate::support::RunOutput, detail
 
 /// Appends `[[app]]` tables to the device's configuration.
 fn add_config_apps(device: &crate::support::device::Device, apps: &[(&str, &str)]) {
-    let path = device.root().join("agent.toml");
+    let path = device.config_path().to_path_buf();
     let mut text = fs::read_to_string(&path).expect("cannot read agent.toml");
     for (name, version) in apps {
         text.push_str(&format!(

@@ -254,11 +254,7 @@ fn bad_app_json_from_a_repository_is_named_and_the_active_version_stays() {
             error.contains(needle) && error.contains("/chromium/1.0/app.json"),
             "{what}: the error must name {needle} and the URL: {error}"
         );
-        assert_eq!(
-            crate::support::lifecycle::current(&device, APP).as_deref(),
-            Some("0.9"),
-            "{what}"
-        );
+        assert_eq!(device.current(APP).as_deref(), Some("0.9"), "{what}");
         assert!(
             !device
                 .state_dir()
@@ -335,11 +331,7 @@ fn bad_listings_are_named_and_the_active_version_stays() {
         no_panic(&what, &out);
         let text = format!("{}{}", out.stderr, status(&device));
         assert!(text.contains(needle), "{what}: must say {needle:?}\n{text}");
-        assert_eq!(
-            crate::support::lifecycle::current(&device, APP).as_deref(),
-            Some("0.9"),
-            "{what}"
-        );
+        assert_eq!(device.current(APP).as_deref(), Some("0.9"), "{what}");
     }
     assert_installed(&device, APP, "0.9", &good);
 }
@@ -547,7 +539,7 @@ fn bad_commands() -> Vec<(String, &'static str)> {
 fn bad_commands_are_rejected_naming_the_field_and_change_nothing() {
     let repo = Repo::start();
     repo.add(APP, "0.9", false);
-    let device = crate::support::daemon::Device::new(&repo, "");
+    let device = repo.daemon_device("");
     let mut daemon = device.start();
     daemon.accepted(
         json!({"id": "u0", "command": "update", "idf": crate::support::daemon::idf(&[(APP, "0.9")])}),
@@ -639,7 +631,7 @@ fn bad_state_files(state_dir: &Path) -> Vec<(&'static str, String, &'static str)
 fn bad_state_files_are_set_aside_by_name_and_the_daemon_starts() {
     let repo = Repo::start();
     for (i, (file, text, name)) in bad_state_files(Path::new("")).into_iter().enumerate() {
-        let device = crate::support::daemon::Device::new(&repo, "");
+        let device = repo.daemon_device("");
         fs::create_dir_all(device.state_dir()).unwrap();
         fs::write(device.state_dir().join(file), &text).unwrap();
         let daemon = device.start();

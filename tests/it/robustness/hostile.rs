@@ -5,7 +5,7 @@
 use std::fs;
 
 use crate::support::lifecycle::{
-    APP, Repo, activate_at_boot, assert_installed, current, status, update, version_dirs,
+    APP, Repo, activate_at_boot, assert_installed, status, update, version_dirs,
 };
 use crate::support::sha256_hex;
 
@@ -116,7 +116,7 @@ fn file_names_an_agent_uses_for_itself_are_refused_in_app_json() {
         error.contains("files[1].path") && error.contains(".part"),
         "{error}"
     );
-    assert_eq!(current(&device, APP), None);
+    assert_eq!(device.current(APP), None);
 }
 
 #[test]
@@ -169,7 +169,7 @@ fn idle_connections_cannot_stall_the_control_socket() {
     use std::io::Read;
     use std::os::unix::net::UnixStream;
     let repo = Repo::start();
-    let device = crate::support::daemon::Device::new(&repo, "");
+    let device = repo.daemon_device("");
     let daemon = device.start();
     // 300 idle peers (what once made accept fail with EMFILE and commands stall).
     let idle: Vec<UnixStream> = (0..300)
@@ -221,10 +221,7 @@ fn programs_the_agent_starts_get_a_clean_environment() {
     let scripts = crate::support::lifecycle::Scripts::new();
     let log = scripts.log("env");
     let hook = scripts.write("hook", &format!("env > '{}'", log.display()));
-    let device = crate::support::daemon::Device::new(
-        &repo,
-        &crate::support::lifecycle::hook_config(&hook, "30s"),
-    );
+    let device = repo.daemon_device(&crate::support::lifecycle::hook_config(&hook, "30s"));
     let credentials = crate::support::temp_dir("creds");
     let mut daemon = device.start_with_env(&[
         (
@@ -514,10 +511,7 @@ fn the_running_command_can_be_cancelled_until_its_installation_starts() {
     let hook = scripts.write("hook", "sleep 3");
     let repo2 = Repo::start();
     repo2.add(APP, "1.0", false);
-    let device2 = crate::support::daemon::Device::new(
-        &repo2,
-        &crate::support::lifecycle::hook_config(&hook, "30s"),
-    );
+    let device2 = repo2.daemon_device(&crate::support::lifecycle::hook_config(&hook, "30s"));
     let mut daemon2 = device2.start();
     daemon2.accepted(serde_json::json!({"id": "u1", "command": "update",
         "idf": crate::support::daemon::idf(&[(APP, "1.0")])}));
@@ -616,7 +610,7 @@ fn a_failed_hook_puts_the_replaced_content_back() {
     pinned_update(&device, &pin).assert_code(1);
     // Still the old content, complete, under `current`.
     assert_eq!(live_payload(&device), evil);
-    assert_eq!(current(&device, APP).as_deref(), Some("1.0"));
+    assert_eq!(device.current(APP).as_deref(), Some("1.0"));
     let entry = crate::support::lifecycle::app_entry(&status(&device), APP).unwrap();
     assert_eq!(entry["state"], "activation-failed", "{entry:#}");
     // Once the hook agrees, the next Update swaps it in.
@@ -635,7 +629,9 @@ fn a_crash_around_the_swap_leaves_one_content_or_the_other() {
         let device = device_for(&mirror, &central, "");
         update(&device, &[(APP, "1.0")], &[]).assert_success();
         let idf = device.write_idf(&[(APP, "1.0", Some(&pin))]);
-        let out = crate::support::Agent::new(device.root().join("agent.toml"), device.state_dir())
+        let out = device
+            .agent()
+            .clone()
             .env("IGEL_UPDATE_AGENT_CRASH_AT", point)
             .run(
                 &["update", "--idf", &crate::support::device::path_str(&idf)],
@@ -651,7 +647,7 @@ fn a_crash_around_the_swap_leaves_one_content_or_the_other() {
             live == evil || live == good,
             "{point}: neither content is whole"
         );
-        assert_eq!(current(&device, APP).as_deref(), Some("1.0"), "{point}");
+        assert_eq!(device.current(APP).as_deref(), Some("1.0"), "{point}");
         // The next run converges on the pinned content.
         pinned_update(&device, &pin).assert_success();
         assert_installed(&device, APP, "1.0", &good);
@@ -663,7 +659,7 @@ fn an_idf_url_that_fails_is_reported_as_a_failure() {
     let repo = Repo::start();
     repo.add(APP, "1.0", false);
     // Plain http for the IDF only with allow_insecure (a test set-up).
-    let device = crate::support::daemon::Device::new(&repo, "\n[ums]\nallow_insecure = true\n");
+    let device = repo.daemon_device("\n[ums]\nallow_insecure = true\n");
     let daemon = device.start();
     let missing = format!("{}nope.json", repo.apache.url());
     let out = device.agent().run(

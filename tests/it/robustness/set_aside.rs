@@ -6,7 +6,8 @@
 use std::fs;
 use std::path::Path;
 
-use crate::support::daemon::{Device, JOB_TIMEOUT, app_state, idf};
+use crate::support::daemon::{JOB_TIMEOUT, app_state, idf};
+use crate::support::device::Device;
 use crate::support::device::path_str;
 use crate::support::lifecycle::{APP, Repo};
 use crate::support::{TlsFiles, sha256_hex};
@@ -168,7 +169,7 @@ fn every_persisted_item_that_no_longer_validates_is_set_aside_and_the_daemon_sta
     let repo = Repo::start();
     repo.add(APP, "1.0", false);
     for case in cases() {
-        let device = Device::new(&repo, "");
+        let device = repo.daemon_device("");
         (case.write)(&device);
         // A good command beside the bad item still runs.
         let good = store_idf(device.state_dir(), &idf(&[(APP, "1.0")]));
@@ -240,7 +241,7 @@ fn every_persisted_item_that_no_longer_validates_is_set_aside_and_the_daemon_sta
 fn settings_an_earlier_version_kept_in_state_json_move_to_their_own_files() {
     const PASSWORD: &str = "kept-in-clear-1";
     let repo = Repo::start();
-    let device = Device::new(&repo, "");
+    let device = repo.daemon_device("");
     write_state(
         device.state_dir(),
         &json!({"format": 1, "apps": [], "settings_overrides": {
@@ -297,7 +298,7 @@ fn a_corrupt_event_queue_is_kept_aside_and_named() {
     let repo = Repo::start();
     // A UMS that is not there: the channel retries in the background.
     let ums = "\n[ums]\nurls = [\"ws://127.0.0.1:9/ws\"]\nallow_insecure = true\n";
-    let device = Device::new(&repo, ums);
+    let device = repo.daemon_device(ums);
     fs::create_dir_all(device.state_dir()).unwrap();
     fs::write(device.state_dir().join("ums-events.json"), "[not a queue").unwrap();
     let daemon = device.start();

@@ -1,4 +1,4 @@
-//! Proves the test harness in `tests/support/` works, without the agent: private Apache
+//! Proves the test harness in `tests/it/support/` works, without the agent: private Apache
 //! instances (plain, Basic, Digest, TLS, WebDAV listing, throttled), the fault mock, the
 //! throw-away PKI, and the process and repository helpers. curl plays the client.
 

@@ -1,4 +1,4 @@
-//! The UMS stand-in (tests/support/ums.rs) proven against a minimal WebSocket client written
+//! The UMS stand-in (tests/it/support/ums.rs) proven against a minimal WebSocket client written
 //! here (tokio-tungstenite `client_async` over tokio-rustls with a client certificate), so the
 //! agent's UMS tests can trust what the stand-in records.
 

@@ -14,9 +14,8 @@
 
 use std::fmt::Write as _;
 use std::fs;
-use std::io::Write as _;
 use std::net::{TcpListener, TcpStream};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -58,7 +57,6 @@ pub struct ApacheBuilder {
     tls: Option<(PathBuf, PathBuf)>,
     rate_limit_kib: Option<u32>,
     server_config: Vec<String>,
-    directory_config: Vec<String>,
 }
 
 impl ApacheBuilder {
@@ -73,7 +71,6 @@ impl ApacheBuilder {
             tls: None,
             rate_limit_kib: None,
             server_config: Vec::new(),
-            directory_config: Vec::new(),
         }
     }
 
@@ -131,12 +128,6 @@ impl ApacheBuilder {
         self
     }
 
-    /// Extra directives inside the `<Directory>` block of the document root.
-    pub fn directory_config(mut self, snippet: &str) -> ApacheBuilder {
-        self.directory_config.push(snippet.to_string());
-        self
-    }
-
     /// Starts Apache and waits until it accepts connections; panics with its logs if it cannot.
     pub fn start(self) -> Apache {
         assert!(Path::new(APACHE_BIN).exists(), "{MISSING}");
@@ -161,7 +152,6 @@ impl ApacheBuilder {
                         child: Some(child),
                         port,
                         tls: self.tls.is_some(),
-                        root: self.root,
                         conf,
                         state,
                     };
@@ -257,9 +247,6 @@ impl ApacheBuilder {
         if let Some(kib) = self.rate_limit_kib {
             let _ = writeln!(c, "  SetOutputFilter RATE_LIMIT\n  SetEnv rate-limit {kib}");
         }
-        for snippet in &self.directory_config {
-            let _ = writeln!(c, "{snippet}");
-        }
         c.push_str("</Directory>\n");
         for snippet in &self.server_config {
             let _ = writeln!(c, "{snippet}");
@@ -293,7 +280,6 @@ pub struct Apache {
     child: Option<Child>,
     port: u16,
     tls: bool,
-    root: PathBuf,
     conf: PathBuf,
     state: tempfile::TempDir,
 }
@@ -313,16 +299,6 @@ impl Apache {
     pub fn url(&self) -> String {
         let scheme = if self.tls { "https" } else { "http" };
         format!("{scheme}://127.0.0.1:{}/", self.port)
-    }
-
-    /// The document root being served.
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
-    /// The generated `httpd.conf`, for debugging a test.
-    pub fn config_path(&self) -> &Path {
-        &self.conf
     }
 
     /// Every request logged so far, oldest first. Apache logs a request only after its

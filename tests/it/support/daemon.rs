@@ -1,13 +1,12 @@
-//! What the daemon tests (`tests/daemon_*.rs`) share: a device whose configuration names a
-//! control socket in its own temporary directory, the daemon (`run`) started on it as a real
-//! process, a small JSON-lines client for the socket, and waits on what the daemon reports.
+//! What the tests of the daemon share (the `daemon`, `ums` and some `robustness` and `cli`
+//! tests): the daemon (`run`) started as a real process on a device built with a control
+//! socket (`DeviceBuilder::control_socket`), a small JSON-lines client for the socket, and
+//! waits on what the daemon reports.
 //!
 //! The client is deliberately plain (`std::os::unix::net::UnixStream`, one request per
 //! connection, the reply line parsed as JSON): it is what a UMS channel or a script sees, and
 //! it does not share code with the agent's own client.
-#![allow(dead_code)]
 
-use std::fs;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -17,9 +16,9 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::{Value, json};
 
-use crate::support::device::path_str;
+use crate::support::device::Device;
 use crate::support::lifecycle::{APP, Repo, app_entry, payload_name};
-use crate::support::{Agent, RunOutput, RunningAgent, pseudo_random_bytes, temp_dir, write_app};
+use crate::support::{RunOutput, RunningAgent, pseudo_random_bytes, write_app};
 
 /// How long a daemon may take to answer on its socket after `run` started.
 pub const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -30,76 +29,8 @@ pub const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest wait for one reply on the socket.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// `[update]` keys that keep failures fast, as the other whole-process tests use them.
-const FAST_UPDATE: &str = "retries = 1\nretry_backoff = \"100ms\"\n\
-                           connect_timeout = \"2s\"\nread_timeout = \"5s\"\n";
-
-/// A device under test: config, state directory and control socket in one temporary
-/// directory, with one repository.
-pub struct Device {
-    root: tempfile::TempDir,
-    agent: Agent,
-    socket: PathBuf,
-    /// The `[[repository]]` tables of its configuration.
-    repositories: String,
-}
-
+/// The daemon of a device built with `DeviceBuilder::control_socket`.
 impl Device {
-    /// A device whose only repository is `repo`, with more `[update]` lines.
-    pub fn new(repo: &Repo, extra_update: &str) -> Device {
-        let central = format!(
-            "[[repository]]\nname = \"central\"\nurl = {:?}\npriority = 100\n",
-            repo.apache.url()
-        );
-        Device::with_repositories(&central, extra_update)
-    }
-
-    /// A device whose configuration has these `[[repository]]` tables (maybe none: the
-    /// `settings` command can add them) and more `[update]` lines.
-    pub fn with_repositories(repositories: &str, extra_update: &str) -> Device {
-        let root = temp_dir("daemon");
-        let agent = Agent::new(root.path().join("agent.toml"), root.path().join("state"));
-        let device = Device {
-            socket: root.path().join("run").join("control.sock"),
-            repositories: repositories.to_string(),
-            root,
-            agent,
-        };
-        device.write_config(extra_update);
-        device
-    }
-
-    /// (Re)writes `agent.toml` with these `[update]` lines; a running daemon sees it at the
-    /// next SIGHUP. Written under a temporary name and renamed, so it is never half-written.
-    pub fn write_config(&self, extra_update: &str) {
-        let text = format!(
-            "[update]\n{FAST_UPDATE}{extra_update}\n\
-             [paths]\ncontrol_socket = {:?}\n\n{}",
-            path_str(&self.socket),
-            self.repositories
-        );
-        let tmp = self.root().join(".agent.toml.tmp");
-        fs::write(&tmp, text).expect("cannot write agent.toml");
-        fs::rename(&tmp, self.agent.config()).expect("cannot rename agent.toml into place");
-    }
-
-    pub fn root(&self) -> &Path {
-        self.root.path()
-    }
-
-    pub fn state_dir(&self) -> &Path {
-        self.agent.state_dir()
-    }
-
-    pub fn socket(&self) -> &Path {
-        &self.socket
-    }
-
-    /// The binary bound to this device's config and state directory (for CLI commands).
-    pub fn agent(&self) -> &Agent {
-        &self.agent
-    }
-
     /// `run` in the background; returns once the daemon answers `status` on its socket.
     #[track_caller]
     pub fn start(&self) -> Daemon {
@@ -109,88 +40,36 @@ impl Device {
     /// Like [`Device::start`], with more environment variables (e.g. `NOTIFY_SOCKET`).
     #[track_caller]
     pub fn start_with_env(&self, env: &[(&str, &str)]) -> Daemon {
-        let agent = env.iter().fold(self.agent.clone(), |agent, (key, value)| {
-            agent.env(key, value)
-        });
+        let agent = env
+            .iter()
+            .fold(self.agent().clone(), |agent, (key, value)| {
+                agent.env(key, value)
+            });
         let mut daemon = Daemon {
-            socket: self.socket.clone(),
+            socket: self.socket().to_path_buf(),
             process: agent.spawn(&["run"]),
         };
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
-            if exchange(&self.socket, &status_request()).is_ok() {
+            if exchange(self.socket(), &status_request()).is_ok() {
                 return daemon;
             }
             if !daemon.process.is_running() {
                 panic!(
                     "the daemon exited before it answered on {}\n--- stderr ---\n{}",
-                    self.socket.display(),
+                    self.socket().display(),
                     daemon.process.stderr()
                 );
             }
             if Instant::now() >= deadline {
                 panic!(
                     "the daemon did not answer on {} within {START_TIMEOUT:?}\n--- stderr ---\n{}",
-                    self.socket.display(),
+                    self.socket().display(),
                     daemon.process.stderr()
                 );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-    }
-
-    /// `state.json` as the daemon left it (`Null` when there is none yet).
-    pub fn state_json(&self) -> Value {
-        match fs::read(self.state_dir().join("state.json")) {
-            Ok(bytes) => serde_json::from_slice(&bytes).expect("state.json is not JSON"),
-            Err(_) => Value::Null,
-        }
-    }
-
-    /// Where `<state>/apps/<app>/current` points (`None`: no link).
-    pub fn current(&self, app: &str) -> Option<String> {
-        let link = self.state_dir().join("apps").join(app).join("current");
-        fs::read_link(link)
-            .ok()
-            .map(|target| target.to_string_lossy().into_owned())
-    }
-
-    /// `<state>/apps/<app>/<version>/<path>`
-    pub fn installed(&self, app: &str, version: &str, path: &str) -> PathBuf {
-        crate::support::installed_path(self.state_dir(), app, version, path)
-    }
-
-    /// `<state>/staging/<app>/<version>/<path>.part`
-    pub fn part(&self, app: &str, version: &str, path: &str) -> PathBuf {
-        crate::support::part_path(self.state_dir(), app, version, path)
-    }
-
-    /// Panics unless the version's payload file holds exactly `expected`.
-    #[track_caller]
-    pub fn assert_staged_bytes(&self, app: &str, version: &str, expected: &[u8]) {
-        let file = self.installed(app, version, &payload_name(app));
-        let data = fs::read(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
-        assert!(
-            data == expected,
-            "{} does not hold the published bytes ({} bytes, expected {})",
-            file.display(),
-            data.len(),
-            expected.len()
-        );
-    }
-
-    /// Panics unless `status` shows `app` installed and active at `version`, the `current`
-    /// link points at it and its payload holds exactly `expected`.
-    #[track_caller]
-    pub fn assert_installed(&self, status: &Value, app: &str, version: &str, expected: &[u8]) {
-        let entry = app_entry(status, app)
-            .unwrap_or_else(|| panic!("{app} missing from the status: {status:#}"));
-        assert_eq!(entry["version"], version, "status: {status:#}");
-        assert_eq!(entry["state"], "installed", "status: {status:#}");
-        assert_eq!(entry["active"], true, "status: {status:#}");
-        assert!(entry["error"].is_null(), "status: {status:#}");
-        assert_eq!(self.current(app).as_deref(), Some(version));
-        self.assert_staged_bytes(app, version, expected);
     }
 }
 
@@ -415,7 +294,7 @@ pub fn limit(value: &str) -> String {
 /// change the limit while it runs.
 pub fn throttled_delivery(repo: &Repo) -> (Device, Daemon, Vec<u8>, Instant) {
     let data = publish_large(repo, APP, "1.0", 3 * 1024 * 1024);
-    let device = Device::new(repo, &limit("256KB"));
+    let device = repo.daemon_device(&limit("256KB"));
     let mut daemon = device.start();
     daemon.accepted(json!({"id": "d1", "command": "delivery", "idf": idf(&[(APP, "1.0")])}));
     daemon.wait_for_log("Transfer started", JOB_TIMEOUT);

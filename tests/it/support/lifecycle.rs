@@ -1,12 +1,11 @@
-//! What the whole-process lifecycle tests (`tests/lifecycle_*.rs`) share: one Apache
+//! What the whole-process lifecycle tests (`lifecycle`, and many others) share: one Apache
 //! repository per test that the test fills with app versions, devices whose `[update]` table
 //! names the test's scripts (activation hook, notify and reboot commands), scripts that record
 //! the environment they were run with, and the checks on the `current` links, the version
 //! directories and `status --json`.
 //!
-//! Devices come from `transfer_common` (fast retries, own temporary directory), so tests run
-//! in parallel without sharing anything but the machine.
-#![allow(dead_code)]
+//! Devices are [`Device`]s (fast retries, own temporary directory), so tests run in parallel
+//! without sharing anything but the machine.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -62,10 +61,21 @@ impl Repo {
 
     /// A device whose only repository is this one, with more `[update]` lines.
     pub fn device(&self, extra_update: &str) -> Device {
-        Device::with_update(
-            &[RepoConf::new("central", &self.apache.url(), 100)],
-            extra_update,
-        )
+        Device::with_update(&[self.conf()], extra_update)
+    }
+
+    /// Like [`Repo::device`], with a control socket for the daemon (`run`).
+    pub fn daemon_device(&self, extra_update: &str) -> Device {
+        Device::builder()
+            .repo(&self.conf())
+            .update(extra_update)
+            .control_socket()
+            .build()
+    }
+
+    /// This repository as the device's `central` `[[repository]]`, priority 100.
+    fn conf(&self) -> RepoConf {
+        RepoConf::new("central", &self.apache.url(), 100)
     }
 }
 
@@ -222,14 +232,6 @@ pub fn app_entry(status: &serde_json::Value, app: &str) -> Option<serde_json::Va
         .cloned()
 }
 
-/// Where `<state>/apps/<app>/current` points (`None`: no link).
-pub fn current(device: &Device, app: &str) -> Option<String> {
-    let link = device.state_dir().join("apps").join(app).join("current");
-    fs::read_link(link)
-        .ok()
-        .map(|target| target.to_string_lossy().into_owned())
-}
-
 /// The version directories under `<state>/apps/<app>/`, sorted; `current` and hidden
 /// (`.removing-*`, `.current.new`) names are not versions.
 pub fn version_dirs(device: &Device, app: &str) -> Vec<String> {
@@ -257,7 +259,7 @@ pub fn assert_installed(device: &Device, app: &str, version: &str, expected: &[u
     assert_eq!(entry["active"], true, "status: {status:#}");
     assert_eq!(entry["active_version"], version, "status: {status:#}");
     assert!(entry["error"].is_null(), "status: {status:#}");
-    assert_eq!(current(device, app).as_deref(), Some(version));
+    assert_eq!(device.current(app).as_deref(), Some(version));
     let file = device.installed(app, version, &payload_name(app));
     let data = fs::read(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
     assert!(

@@ -12,12 +12,12 @@
 //! request bodies, a single `bytes=` range. It never follows the agent's rules; tests do.
 
 use std::collections::{HashMap, VecDeque};
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, BufReader, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 mod listing;
 mod wire;
@@ -26,13 +26,11 @@ use listing::listing;
 use wire::{parse_range, read_request, reason};
 
 const LAST_MODIFIED: &str = "Sat, 01 Jan 2022 00:00:00 GMT";
-const STALL_LIMIT: Duration = Duration::from_secs(120);
 
 /// How the `Content-Length` header relates to the body actually sent.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Length {
     Exact,
-    Declared(u64),
     Omitted,
 }
 
@@ -47,7 +45,6 @@ pub struct MockResponse {
     honour_range: bool,
     length: Length,
     close_after: Option<usize>,
-    stall_after: Option<usize>,
     trickle: Option<(usize, Duration)>,
 }
 
@@ -68,7 +65,6 @@ impl MockResponse {
             honour_range: true,
             length: Length::Exact,
             close_after: None,
-            stall_after: None,
             trickle: None,
         }
     }
@@ -113,13 +109,6 @@ impl MockResponse {
         self
     }
 
-    /// Sends `Content-Length: n` whatever the body is, then closes the connection: with `n`
-    /// smaller than the body the server sends more than it announced.
-    pub fn declare_length(mut self, n: u64) -> MockResponse {
-        self.length = Length::Declared(n);
-        self
-    }
-
     /// No `Content-Length`: the body ends when the connection closes (`Connection: close`).
     pub fn omit_length(mut self) -> MockResponse {
         self.length = Length::Omitted;
@@ -129,13 +118,6 @@ impl MockResponse {
     /// Announces the full length but closes the connection after `n` body bytes.
     pub fn close_after(mut self, n: usize) -> MockResponse {
         self.close_after = Some(n);
-        self
-    }
-
-    /// Sends `n` body bytes, then goes silent with the connection open (a read timeout case);
-    /// the connection is closed when the server is dropped or after two minutes.
-    pub fn stall_after(mut self, n: usize) -> MockResponse {
-        self.stall_after = Some(n);
         self
     }
 
@@ -326,7 +308,7 @@ fn serve_connection(stream: TcpStream, state: Arc<Mutex<State>>, stop: Arc<Atomi
         let close_requested = request
             .header("Connection")
             .is_some_and(|v| v.eq_ignore_ascii_case("close"));
-        match send(&mut writer, &request, &response, &stop) {
+        match send(&mut writer, &request, &response) {
             Ok(true) if !close_requested => continue,
             _ => {
                 let _ = writer.shutdown(Shutdown::Both);
@@ -341,12 +323,10 @@ fn send(
     out: &mut TcpStream,
     request: &RecordedRequest,
     response: &MockResponse,
-    stop: &AtomicBool,
 ) -> io::Result<bool> {
     let (status, body, mut headers) = select_body(request, response);
     match response.length {
         Length::Exact => headers.push(("Content-Length".into(), body.len().to_string())),
-        Length::Declared(n) => headers.push(("Content-Length".into(), n.to_string())),
         Length::Omitted => headers.push(("Connection".into(), "close".into())),
     }
     if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("Date")) {
@@ -362,10 +342,9 @@ fn send(
         out.flush()?;
         return Ok(response.length == Length::Exact);
     }
-    let limit = [response.close_after, response.stall_after]
-        .into_iter()
-        .flatten()
-        .fold(body.len(), usize::min);
+    let limit = response
+        .close_after
+        .map_or(body.len(), |n| n.min(body.len()));
     let (chunk, interval) = response.trickle.unwrap_or((64 * 1024, Duration::ZERO));
     for (i, piece) in body[..limit].chunks(chunk).enumerate() {
         if i > 0 && !interval.is_zero() {
@@ -373,13 +352,6 @@ fn send(
         }
         out.write_all(piece)?;
         out.flush()?;
-    }
-    if response.stall_after.is_some() {
-        let until = Instant::now() + STALL_LIMIT;
-        while Instant::now() < until && !stop.load(Ordering::SeqCst) {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        return Ok(false);
     }
     Ok(response.close_after.is_none() && response.length == Length::Exact)
 }

@@ -1,19 +1,22 @@
-//! Test support for the whole-process tests in `tests/`: real servers and the agent binary.
+//! Test support for the whole-process tests (the `it` binary, and the UMS load bench
+//! `tests/it/ums_load.rs`): real servers, the agent binary and the device it runs on.
 //!
 //! Each submodule owns one kind of counterpart a test needs:
 //! - [`apache`]: a private Apache httpd (WebDAV, Basic/Digest auth, TLS) on a loopback port
 //!   chosen at run time, with its access log as a witness of what the client asked for;
 //! - [`tls`]: a throw-away CA and server/client certificates (valid or expired) as PEM files;
 //! - [`mock`]: a raw HTTP/1.1 server for the faults a real server cannot be made to show;
+//! - [`ums`]: the UMS stand-in (`wss://`, mutual TLS) and its certificates;
+//! - [`term`]: running a command in a pseudo-terminal;
 //! - [`agent`]: running the built `igel-update-agent` binary with a timeout, and writing apps
-//!   into a repository directory.
+//!   into a repository directory;
+//! - [`device`]: the device under test, one builder for every configuration a test needs;
+//! - [`daemon`]: `run` on a device and a client for its control socket;
+//! - [`lifecycle`]: a repository the test fills, hook and notify scripts, and the checks on
+//!   what is installed and active.
 //!
 //! This module never knows anything about the agent's internals: it talks to the binary only
 //! through its command line, files and the network, like an administrator would.
-//!
-//! Every test binary includes this module with `mod support;` and uses only part of it, hence
-//! the allowances below.
-#![allow(dead_code, unused_imports)]
 
 pub mod agent;
 pub mod apache;
@@ -31,8 +34,8 @@ pub use agent::{
     Agent, RunOutput, RunningAgent, WrittenApp, agent_command, pseudo_random_bytes,
     run_with_timeout, sha256_hex, write_app, write_password_file,
 };
-pub use apache::{AccessEntry, Apache, ApacheBuilder};
-pub use mock::{MockResponse, MockServer, RecordedRequest};
+pub use apache::{AccessEntry, Apache};
+pub use mock::{MockResponse, MockServer};
 pub use tls::{CertKey, TestCa, TlsFiles, Validity};
 pub use ums::{Frame, UmsPki, UmsStandIn};
 

@@ -39,11 +39,6 @@ impl Validity {
         not_before_days: -367,
         not_after_days: -2,
     };
-    /// Valid only from next month on.
-    pub const NOT_YET_VALID: Validity = Validity {
-        not_before_days: 30,
-        not_after_days: 400,
-    };
 
     /// Valid since yesterday, expiring `days` from today (for "expires soon" warnings).
     pub const fn expiring_in(days: i64) -> Validity {
@@ -119,11 +114,6 @@ impl TestCa {
     /// The CA certificate as PEM text.
     pub fn cert_pem(&self) -> &str {
         &self.cert_pem
-    }
-
-    /// The directory holding every file of this CA.
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
     }
 
     /// A server certificate for `names` (DNS names or IP addresses), signed by this CA.

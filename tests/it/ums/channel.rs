@@ -1,10 +1,10 @@
 //! The UMS channel (DESIGN 10, docs/protocol.md) end to end: the daemon as a real process,
-//! the UMS stand-in (tests/support/ums.rs) with certificates generated here, and a real
+//! the UMS stand-in (tests/it/support/ums.rs) with certificates generated here, and a real
 //! Apache repository for the commands that transfer.
 
 use std::time::Duration;
 
-use crate::support::daemon::{Device, idf};
+use crate::support::daemon::idf;
 use crate::support::lifecycle::{APP, Repo};
 use crate::support::{UmsPki, UmsStandIn};
 use crate::ums::conf::UmsConf;
@@ -18,7 +18,7 @@ fn the_device_says_hello_takes_a_command_and_reports_events() {
     repo.add(APP, "1.0", false);
     let pki = UmsPki::new();
     let ums = UmsStandIn::start(&pki);
-    let device = Device::new(&repo, &UmsConf::new(&pki, &[ums.url()]).toml());
+    let device = repo.daemon_device(&UmsConf::new(&pki, &[ums.url()]).toml());
     let _daemon = device.start();
 
     let hellos = ums.wait_hellos(1, WAIT);
@@ -41,7 +41,7 @@ fn a_stopping_daemon_closes_its_session_with_going_away() {
     let repo = Repo::start();
     let pki = UmsPki::new();
     let ums = UmsStandIn::start(&pki);
-    let device = Device::new(&repo, &UmsConf::new(&pki, &[ums.url()]).toml());
+    let device = repo.daemon_device(&UmsConf::new(&pki, &[ums.url()]).toml());
     let mut daemon = device.start();
     ums.wait_hellos(1, WAIT);
     daemon.wait_for_log("UMS: connected to", WAIT);

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use crate::support::daemon::Device;
+use crate::support::device::Device;
 use crate::support::lifecycle::{APP, Repo};
 use crate::support::{CertKey, UmsPki, UmsStandIn, Validity};
 use crate::ums::conf::UmsConf;
@@ -63,7 +63,7 @@ fn device_with(pki: &UmsPki, client: Option<&CertKey>, urls: &[String]) -> (Repo
     let repo = Repo::start();
     repo.add(APP, "1.0", false);
     let ums = UmsConf::new(pki, urls).client(client).device_id("device-7");
-    let device = Device::new(&repo, &ums.toml());
+    let device = repo.daemon_device(&ums.toml());
     (repo, device)
 }
 

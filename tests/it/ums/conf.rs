@@ -1,10 +1,9 @@
-//! What the UMS channel tests (`tests/ums_*.rs`) share: the `[ums]` table a device under test
+//! What the UMS channel tests (`ums::*`) share: the `[ums]` table a device under test
 //! is given, written the same way for every test so that a test states only what it changes
 //! (another client certificate, none, another device id, a heartbeat, `allow_insecure`).
 //!
-//! The table is text appended to the `[update]` lines of `crate::support::daemon::Device::new`; it
+//! The table is text appended to the `[update]` lines of `Repo::daemon_device`; it
 //! starts with its own header, so whatever follows it in the file is unaffected.
-#![allow(dead_code)]
 
 use std::path::Path;
 

@@ -1,12 +1,13 @@
 //! Failover on the UMS channel (DESIGN 10, docs/protocol.md "UMS channel" 2, 3, 5 and 6), end
-//! to end: the daemon as a real process, one or two UMS stand-ins (tests/support/ums.rs) that
+//! to end: the daemon as a real process, one or two UMS stand-ins (tests/it/support/ums.rs) that
 //! go away, answer 503, close at once, freeze or come back, and a real Apache repository for
 //! the updates whose status events must reach a server in order, once, across outages and
 //! restarts.
 
 use std::time::{Duration, Instant};
 
-use crate::support::daemon::{Daemon, Device, JOB_TIMEOUT, STOP_TIMEOUT, idf};
+use crate::support::daemon::{Daemon, JOB_TIMEOUT, STOP_TIMEOUT, idf};
+use crate::support::device::Device;
 use crate::support::lifecycle::{APP, Repo};
 use crate::support::{Frame, UmsPki, UmsStandIn, wait_until};
 use crate::ums::conf::UmsConf;
@@ -128,7 +129,7 @@ fn a_server_that_goes_away_mid_session_is_replaced_by_the_next_at_once() {
     let first = UmsStandIn::start(&pki);
     let second = UmsStandIn::start(&pki);
     let conf = UmsConf::new(&pki, &[first.url(), second.url()]);
-    let device = Device::new(&repo, &conf.toml());
+    let device = repo.daemon_device(&conf.toml());
     let mut daemon = device.start();
 
     let hello = first.wait_hellos(1, WAIT).remove(0);
@@ -176,7 +177,7 @@ fn a_server_in_update_mode_is_skipped() {
     first.answer_503();
     let second = UmsStandIn::start(&pki);
     let conf = UmsConf::new(&pki, &[first.url(), second.url()]);
-    let device = Device::new(&repo, &conf.toml());
+    let device = repo.daemon_device(&conf.toml());
     let mut daemon = device.start();
 
     second.wait_hellos(1, WAIT);
@@ -212,7 +213,7 @@ fn a_server_that_closes_at_once_is_skipped_and_the_device_stays_on_the_next() {
     let second = UmsStandIn::start(&pki);
     // A short heartbeat: the pings on the second server show time passing on its session.
     let conf = UmsConf::new(&pki, &[first.url(), second.url()]).extra("heartbeat = \"2s\"\n");
-    let device = Device::new(&repo, &conf.toml());
+    let device = repo.daemon_device(&conf.toml());
     let mut daemon = device.start();
 
     second.wait_hellos(1, WAIT);
@@ -247,7 +248,7 @@ fn events_made_while_every_server_is_down_arrive_in_order_once_one_comes_back() 
     let first = UmsStandIn::start(&pki);
     let second = UmsStandIn::start(&pki);
     let conf = UmsConf::new(&pki, &[first.url(), second.url()]);
-    let device = Device::new(&repo, &conf.toml());
+    let device = repo.daemon_device(&conf.toml());
     let mut daemon = device.start();
     first.wait_greeted(WAIT);
 
@@ -307,7 +308,7 @@ fn queued_events_survive_a_daemon_restart() {
     let pki = UmsPki::new();
     let ums = UmsStandIn::start(&pki);
     ums.refuse();
-    let device = Device::new(&repo, &UmsConf::new(&pki, &[ums.url()]).toml());
+    let device = repo.daemon_device(&UmsConf::new(&pki, &[ums.url()]).toml());
 
     let mut daemon = device.start();
     daemon.wait_for_log("UMS: none of 1 server(s) reachable", WAIT);
@@ -378,7 +379,7 @@ fn a_server_that_stops_answering_pings_is_given_up_and_reconnected() {
     let pki = UmsPki::new();
     let ums = UmsStandIn::start(&pki);
     let conf = UmsConf::new(&pki, &[ums.url()]).extra("heartbeat = \"1s\"\n");
-    let device = Device::new(&repo, &conf.toml());
+    let device = repo.daemon_device(&conf.toml());
     let mut daemon = device.start();
     ums.wait_greeted(WAIT);
     // Pings answered for longer than the "closes at once" window.
@@ -425,7 +426,7 @@ fn a_server_clock_an_hour_ahead_is_warned_about() {
     let pki = UmsPki::new();
     let ums = UmsStandIn::start(&pki);
     ums.set_clock_skew(3600);
-    let device = Device::new(&repo, &UmsConf::new(&pki, &[ums.url()]).toml());
+    let device = repo.daemon_device(&UmsConf::new(&pki, &[ums.url()]).toml());
     let mut daemon = device.start();
 
     daemon.wait_for_log("UMS: connected to", WAIT);
@@ -457,7 +458,7 @@ fn a_server_clock_within_a_minute_is_not_warned_about() {
     let pki = UmsPki::new();
     let ums = UmsStandIn::start(&pki);
     ums.set_clock_skew(-30);
-    let device = Device::new(&repo, &UmsConf::new(&pki, &[ums.url()]).toml());
+    let device = repo.daemon_device(&UmsConf::new(&pki, &[ums.url()]).toml());
     let mut daemon = device.start();
 
     // The warning comes before the "connected" line.
@@ -477,7 +478,7 @@ fn a_server_that_never_acknowledges_hello_is_skipped_for_the_next() {
     first.withhold_hello_ack();
     let second = UmsStandIn::start(&pki);
     let conf = UmsConf::new(&pki, &[first.url(), second.url()]);
-    let device = Device::new(&repo, &conf.toml());
+    let device = repo.daemon_device(&conf.toml());
     let mut daemon = device.start();
 
     // docs/protocol.md, UMS channel 3: "No hello_ack within 10 s: next URL."

@@ -6,12 +6,13 @@
 //! idempotent by id, also across a reconnect, and `status` and `settings` work as on the
 //! control socket.
 //!
-//! The daemon runs as a real process against the UMS stand-in (tests/support/ums.rs) and a
+//! The daemon runs as a real process against the UMS stand-in (tests/it/support/ums.rs) and a
 //! real Apache repository.
 
 use std::time::Duration;
 
-use crate::support::daemon::{Daemon, Device, idf, limit, queue, queued_ids};
+use crate::support::daemon::{Daemon, idf, limit, queue, queued_ids};
+use crate::support::device::Device;
 use crate::support::lifecycle::{APP, Repo};
 use crate::support::{Frame, UmsPki, UmsStandIn, wait_until};
 use crate::ums::conf::UmsConf;
@@ -38,7 +39,7 @@ impl Connected {
         let pki = UmsPki::new();
         let ums = UmsStandIn::start(&pki);
         let conf = UmsConf::new(&pki, &[ums.url()]);
-        let device = Device::new(&repo, &format!("{extra_update}{}", conf.toml()));
+        let device = repo.daemon_device(&format!("{extra_update}{}", conf.toml()));
         let daemon = device.start();
         let connected = Connected {
             daemon,

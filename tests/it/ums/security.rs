@@ -4,13 +4,13 @@
 //! tests (`ws://`, any server certificate) that is refused unless asked for and warned about
 //! at every start.
 //!
-//! The daemon runs as a real process against the UMS stand-in (tests/support/ums.rs); every
+//! The daemon runs as a real process against the UMS stand-in (tests/it/support/ums.rs); every
 //! refusal is asserted on both ends: the stand-in never records a hello, and the daemon's log
 //! says why in words an administrator can act on.
 
 use std::time::Duration;
 
-use crate::support::daemon::{Daemon, Device};
+use crate::support::daemon::Daemon;
 use crate::support::device::path_str;
 use crate::support::lifecycle::Repo;
 use crate::support::{UmsPki, UmsStandIn};
@@ -86,7 +86,7 @@ fn without_a_client_certificate_the_ums_refuses_the_device_and_the_log_says_why(
     let pki = UmsPki::new();
     let ums = UmsStandIn::start(&pki);
     let conf = UmsConf::new(&pki, &[ums.url()]).client(None);
-    let device = Device::new(&repo, &conf.toml());
+    let device = repo.daemon_device(&conf.toml());
     let mut daemon = device.start();
 
     daemon.wait_for_log("[ums] has no client_certificate", WAIT);
@@ -109,7 +109,7 @@ fn a_client_certificate_from_another_ca_is_refused_and_the_log_says_so() {
     let pki = UmsPki::new();
     let ums = UmsStandIn::start(&pki);
     let conf = UmsConf::new(&pki, &[ums.url()]).client(Some(&pki.foreign_device));
-    let device = Device::new(&repo, &conf.toml());
+    let device = repo.daemon_device(&conf.toml());
     let mut daemon = device.start();
 
     wait_tls_refusal(&ums);
@@ -133,7 +133,7 @@ fn a_server_certificate_from_another_ca_is_not_trusted() {
     let repo = Repo::start();
     let pki = UmsPki::new();
     let ums = UmsStandIn::start_tls(&pki.foreign_server, &pki.ca);
-    let device = Device::new(&repo, &UmsConf::new(&pki, &[ums.url()]).toml());
+    let device = repo.daemon_device(&UmsConf::new(&pki, &[ums.url()]).toml());
     let mut daemon = device.start();
 
     let log = wait_for_failure(&mut daemon, &ums.url());
@@ -154,7 +154,7 @@ fn a_ws_url_without_allow_insecure_is_a_configuration_error() {
     let repo = Repo::start();
     let pki = UmsPki::new();
     let ums = UmsStandIn::start_plain();
-    let device = Device::new(&repo, &UmsConf::new(&pki, &[ums.url()]).toml());
+    let device = repo.daemon_device(&UmsConf::new(&pki, &[ums.url()]).toml());
 
     let check = device.agent().run(&["config", "check"], WAIT);
     check.assert_code(2);
@@ -181,7 +181,7 @@ fn allow_insecure_permits_plain_ws_and_is_warned_at_start() {
     let repo = Repo::start();
     let ums = UmsStandIn::start_plain();
     let conf = UmsConf::without_certificates(&[ums.url()]).extra("allow_insecure = true\n");
-    let device = Device::new(&repo, &conf.toml());
+    let device = repo.daemon_device(&conf.toml());
 
     device
         .agent()
@@ -202,7 +202,7 @@ fn allow_insecure_accepts_a_server_certificate_from_another_ca_and_is_warned_at_
     let pki = UmsPki::new();
     let ums = UmsStandIn::start_tls(&pki.foreign_server, &pki.ca);
     let conf = UmsConf::new(&pki, &[ums.url()]).extra("allow_insecure = true\n");
-    let device = Device::new(&repo, &conf.toml());
+    let device = repo.daemon_device(&conf.toml());
     let mut daemon = device.start();
 
     wait_connected_as_device_1(&ums, &mut daemon);
@@ -229,7 +229,7 @@ fn with_the_ums_ca_and_its_client_certificate_the_device_connects_without_warnin
     let repo = Repo::start();
     let pki = UmsPki::new();
     let ums = UmsStandIn::start(&pki);
-    let device = Device::new(&repo, &UmsConf::new(&pki, &[ums.url()]).toml());
+    let device = repo.daemon_device(&UmsConf::new(&pki, &[ums.url()]).toml());
     let mut daemon = device.start();
 
     ums.wait_hellos(1, WAIT);

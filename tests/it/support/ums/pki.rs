@@ -22,8 +22,8 @@ pub struct UmsPki {
     pub server: CertKey,
     /// The device's client certificate (CN `test-device`), signed by `ca`.
     pub device: CertKey,
-    /// A CA that nobody trusts.
-    pub foreign_ca: TestCa,
+    /// A CA that nobody trusts; kept because its files live in its temp dir.
+    _foreign_ca: TestCa,
     /// Server certificate for `localhost` and `127.0.0.1`, signed by `foreign_ca`.
     pub foreign_server: CertKey,
     /// A client certificate (CN `test-device`) signed by `foreign_ca`.
@@ -42,15 +42,10 @@ impl UmsPki {
             ca,
             server,
             device,
-            foreign_ca,
+            _foreign_ca: foreign_ca,
             foreign_server,
             foreign_device,
         }
-    }
-
-    /// Another client certificate from the UMS CA, with common name `common_name`.
-    pub fn device_cert(&self, common_name: &str) -> CertKey {
-        self.ca.client_cert(common_name)
     }
 }
 

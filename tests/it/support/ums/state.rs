@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Mutex, MutexGuard};
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use serde_json::Value;
 use tokio::sync::{mpsc, watch};
@@ -26,12 +26,10 @@ pub struct Frame {
     /// The connection it came on (1, 2, ... in accept order).
     pub conn: u64,
     pub at: Instant,
-    pub time: SystemTime,
     /// The text as received (`<binary frame, N bytes>` for a binary frame).
     pub text: String,
     /// The parsed text; `Value::Null` when it was not JSON or was binary.
     pub json: Value,
-    pub binary: bool,
 }
 
 impl Frame {
@@ -170,10 +168,8 @@ impl Shared {
         let frame = Frame {
             conn: id,
             at: Instant::now(),
-            time: SystemTime::now(),
             text: text.to_string(),
             json,
-            binary,
         };
         let is_hello = frame.is_hello();
         self.lock().frames.push(frame);

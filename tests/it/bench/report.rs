@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde_json::{Value, json};
 
-use crate::fleet::{Fleet, Usage};
-use crate::tally::median;
+use crate::bench::fleet::{Fleet, Usage};
+use crate::bench::tally::median;
 
 /// How many agents' logs are kept when something went wrong.
 const KEPT_AGENTS: usize = 8;

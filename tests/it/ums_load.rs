@@ -18,17 +18,16 @@
 //! binary to measure; default: the one Cargo built for this bench), `BENCH_KEEP_LOGS` (keep
 //! the logs of the three slowest installs even when all went well).
 
-#[path = "../tests/it/support/mod.rs"]
+// The bench is a crate of its own (`[[bench]] path = "tests/it/ums_load.rs"` in Cargo.toml)
+// whose root sits beside the test binary's (`tests/it/main.rs`), so both reach the one
+// `support` module by plain module resolution, without `#[path]`. It uses the UMS stand-in,
+// Apache and the agent runner; the rest of `support` serves the tests, and the test binary
+// is where dead code in it is caught, hence the allowance here only.
+#[allow(dead_code, unused_imports)]
 mod support;
 
-// The bench's own modules sit beside it in `benches/ums_load/` (a crate root resolves `mod`
-// from its own directory, which here is `benches/`).
-#[path = "ums_load/fleet.rs"]
-mod fleet;
-#[path = "ums_load/report.rs"]
-mod report;
-#[path = "ums_load/tally.rs"]
-mod tally;
+// The bench's own modules, in `tests/it/bench/`.
+mod bench;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -39,7 +38,7 @@ use anyhow::{Context, Result, bail};
 use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
 use serde_json::{Value, json};
 
-use fleet::{Fleet, UmsSection, Usage};
+use bench::fleet::{Fleet, UmsSection, Usage};
 use support::{UmsPki, UmsStandIn};
 
 const APP: &str = "bench-app";
@@ -175,7 +174,7 @@ fn run() -> Result<bool> {
     let ums = UmsStandIn::start(&pki);
     let mut fleet = Fleet::new(&opts.bin, &apache.url(), "ums")?;
     let greeted_s = start_fleet(&mut fleet, &pki, &ums, opts.agents)?;
-    let greeted = tally::greeted_devices(&ums.hellos());
+    let greeted = bench::tally::greeted_devices(&ums.hellos());
     log(format!(
         "{} of {} devices greeted after {greeted_s:.2} s ({} sessions open)",
         greeted.len(),
@@ -198,10 +197,10 @@ fn run() -> Result<bool> {
     pause(SETTLE)?;
     let after = sample(&fleet);
 
-    let health = report::health(&mut fleet, &greeted, &connected, APP, VERSION);
+    let health = bench::report::health(&mut fleet, &greeted, &connected, APP, VERSION);
     // Last, because every agent logs the lost connection as a warning.
     let reconnect = reconnect_storm(&ums, greeted.len())?;
-    let mut summary = report::summary(report::Figures {
+    let mut summary = bench::report::summary(bench::report::Figures {
         agents: opts.agents,
         greeted: greeted.len(),
         greeted_s,
@@ -215,7 +214,7 @@ fn run() -> Result<bool> {
     summary["reconnect"] = reconnect;
     let ok = summary["ok"] == true;
     if !ok || !health.is_clean() || std::env::var_os("BENCH_KEEP_LOGS").is_some() {
-        let kept = report::keep_logs(&fleet, &health, &slowest(&first), &ums.log())?;
+        let kept = bench::report::keep_logs(&fleet, &health, &slowest(&first), &ums.log())?;
         log(format!("logs kept in {}", kept.display()));
     }
     let killed = fleet.stop();
@@ -224,7 +223,7 @@ fn run() -> Result<bool> {
             "{killed} agents did not stop after SIGTERM; killed"
         ));
     }
-    report::print_human(&summary);
+    bench::report::print_human(&summary);
     println!("{}", serde_json::to_string_pretty(&summary)?);
     Ok(ok)
 }
@@ -323,10 +322,10 @@ fn baseline_usage(opts: &Options, repo_url: &str) -> Result<Vec<(String, Usage)>
 /// returns the seconds until every device was greeted (or the wait gave up).
 fn start_fleet(fleet: &mut Fleet, pki: &UmsPki, ums: &UmsStandIn, n: usize) -> Result<f64> {
     let certs: Vec<_> = (0..n)
-        .map(|i| pki.device_cert(&format!("bench-{i}")))
+        .map(|i| pki.ca.client_cert(&format!("bench-{i}")))
         .collect();
     let url = ums.url();
-    let greeted = || tally::greeted_devices(&ums.hellos()).len();
+    let greeted = || bench::tally::greeted_devices(&ums.hellos()).len();
     let started = Instant::now();
     for (i, cert) in certs.iter().enumerate() {
         let device_id = format!("bench-{i}");
@@ -379,9 +378,9 @@ fn broadcast(
         ums.replies_for(&id).iter().map(|f| f.conn).collect()
     };
     wait_for(reply_timeout, || replied(ums).len() >= expected)?;
-    let devices = tally::devices_by_connection(&ums.hellos());
-    let replies = tally::replies(&ums.replies_for(&id), &devices, sent);
-    let (p50, p95, max) = tally::quantiles(replies.accepted.values().copied());
+    let devices = bench::tally::devices_by_connection(&ums.hellos());
+    let replies = bench::tally::replies(&ums.replies_for(&id), &devices, sent);
+    let (p50, p95, max) = bench::tally::quantiles(replies.accepted.values().copied());
     let all_replied = replies.accepted.len() == agents;
     log(format!(
         "{id}: sent to {sent_to} sessions; {} accepted, {} rejected, {} answered twice; \
@@ -410,10 +409,11 @@ fn broadcast(
     if install {
         let install_timeout =
             Duration::from_secs(120) + Duration::from_millis(500) * expected as u32;
-        let done = |ums: &UmsStandIn| tally::installed(&ums.events(), &devices, APP, VERSION, sent);
+        let done =
+            |ums: &UmsStandIn| bench::tally::installed(&ums.events(), &devices, APP, VERSION, sent);
         wait_for(install_timeout, || done(ums).len() >= expected)?;
         let installed = done(ums);
-        let (p50, p95, max) = tally::quantiles(installed.values().copied());
+        let (p50, p95, max) = bench::tally::quantiles(installed.values().copied());
         log(format!(
             "{id}: {} devices reported {APP} {VERSION} installed; p50 {p50:.3} s, p95 {p95:.3} s, max {max:.3} s",
             installed.len()
