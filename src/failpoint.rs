@@ -25,7 +25,7 @@ pub fn hit(name: &str) {
 pub fn hit(_name: &str) {}
 
 /// The crash points of a replacement (new content swapped in under the active version's own
-/// name), which an ordinary update never reaches; `tests/hostile.rs` visits them.
+/// name), which an ordinary update never reaches; `tests/it/robustness/hostile.rs` visits them.
 pub const REPLACE_POINTS: &[&str] = &["replace.before_exchange", "replace.after_exchange"];
 
 /// Every crash point of an ordinary update, for the tests that visit them all.

@@ -1,5 +1,5 @@
 //! Entry points for the fuzzer (`fuzz/`, cargo-fuzz) and for the replay of what it found
-//! (`tests/fuzz_regressions.rs` runs every input under `fuzz/regressions/<target>/`): each
+//! (`tests/it/robustness/fuzz_regressions.rs` runs every input under `fuzz/regressions/<target>/`): each
 //! takes raw bytes the way the agent meets them from outside (a repository, the UMS, the
 //! control socket, a file an administrator or a crash left) and must neither panic nor hang.
 //! An error is the expected answer to most inputs; these functions drop it.

@@ -1,0 +1,5 @@
+//! Proves the test harness in `support/` works without the agent: the private servers and
+//! the UMS stand-in.
+
+mod servers;
+mod ums_standin;
