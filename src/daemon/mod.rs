@@ -1,21 +1,21 @@
 //! `run`: the daemon (DESIGN 7, 11). It loads the state (setting aside what no longer
 //! validates), rolls back an interrupted activation, binds the control socket, opens the UMS
 //! channel (`ums`), tells systemd it is ready, and then runs the accepted commands one at a
-//! time in arrival order (`work`; an `update` with `at` when its time has come). Requests are
-//! answered in `handle`; the `settings` command is `settings`. SIGHUP reloads the
-//! configuration (a new bandwidth limit applies to running transfers; a changed `[ums]`
+//! time in arrival order (`work`; an `update` with `at` when its time has come) and keeps
+//! systemd informed (`notify`). Requests are answered in `handle`; the `settings` command is
+//! `settings`. SIGHUP reloads the configuration (a new bandwidth limit applies to running transfers; a changed `[ums]`
 //! reconnects), SIGTERM stops within seconds, partial downloads kept for resume.
 //!
 //! The daemon decides when; what a command does is the agent's.
 
 mod handle;
+mod notify;
 mod queue;
 pub mod settings;
 mod ums;
 mod work;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
 use tokio::signal::unix::{SignalKind, signal};
@@ -95,7 +95,11 @@ pub async fn run(source: ConfigSource, store: Arc<Store>) -> Result<(), DaemonEr
     let (stop, shutdown) = crate::shutdown::channel();
     let server = tokio::spawn(control::serve(listener, daemon.handler(), shutdown.clone()));
     let worker = tokio::spawn(daemon.clone().work(shutdown.clone()));
-    let notifier = tokio::spawn(daemon.clone().notify_systemd(shutdown));
+    let notifier = tokio::spawn(notify::follow(
+        daemon.store.watch_status(),
+        sd_notify::watchdog_enabled(),
+        shutdown,
+    ));
     daemon.start_ums();
     tracing::info!(
         "igel-update-agent {} running; control socket {}",
@@ -214,33 +218,6 @@ impl Daemon {
         *self.settings.write() = settings;
         self.wake.notify_one();
         self.start_ums();
-    }
-
-    /// `STATUS=` with the update status, and watchdog pings while the daemon lives.
-    async fn notify_systemd(self: Arc<Self>, mut shutdown: crate::shutdown::Shutdown) {
-        let watchdog = sd_notify::watchdog_enabled();
-        let tick = watchdog.map_or(Duration::from_secs(1), |w| {
-            (w / 2).min(Duration::from_secs(1))
-        });
-        let mut last = String::new();
-        loop {
-            let status = self
-                .store
-                .snapshot()
-                .update_status
-                .unwrap_or_else(|| "idle".into());
-            if status != last {
-                let _ = sd_notify::notify(&[sd_notify::NotifyState::Status(&status)]);
-                last = status;
-            }
-            if watchdog.is_some() {
-                let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
-            }
-            tokio::select! {
-                () = tokio::time::sleep(tick) => {}
-                () = shutdown.recv() => return,
-            }
-        }
     }
 }
 

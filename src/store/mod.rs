@@ -99,6 +99,9 @@ pub struct Store {
     /// Status events for the UMS; `None` until [`Store::enable_events`].
     events: Mutex<Option<events::EventQueue>>,
     events_added: tokio::sync::Notify,
+    /// The update status as last changed in memory, for those who follow it (the daemon's
+    /// `STATUS=` to systemd) without polling.
+    status: tokio::sync::watch::Sender<Option<String>>,
     _lock: File,
 }
 
@@ -120,6 +123,7 @@ impl Store {
             last_progress_save: Mutex::new(Instant::now()),
             events: Mutex::new(None),
             events_added: tokio::sync::Notify::new(),
+            status: tokio::sync::watch::Sender::new(None),
             _lock: lock,
         };
         store.finish_interrupted_removals()?;
@@ -128,6 +132,7 @@ impl Store {
             tracing::warn!("cannot move the settings of an earlier version to settings.json: {e}");
         }
         let state = store.load_state()?;
+        store.status.send_replace(state.update_status.clone());
         *store.state.get_mut() = state;
         Ok(store)
     }
@@ -139,6 +144,22 @@ impl Store {
 
     fn lock_state(&self) -> MutexGuard<'_, State> {
         self.state.lock()
+    }
+
+    /// Follows the update status: the receiver sees every change the moment the state
+    /// changes (in memory; on disk at the latest with the next write).
+    pub fn watch_status(&self) -> tokio::sync::watch::Receiver<Option<String>> {
+        self.status.subscribe()
+    }
+
+    fn publish_status(&self, state: &State) {
+        self.status.send_if_modified(|current| {
+            let changed = *current != state.update_status;
+            if changed {
+                current.clone_from(&state.update_status);
+            }
+            changed
+        });
     }
 
     /// Changes the state and writes it to disk before returning.
@@ -160,6 +181,7 @@ impl Store {
         let before = self.events_enabled().then(|| events::Signature::of(&state));
         let documents = documents::referenced(&state);
         let out = change(&mut state, stored.clone());
+        self.publish_status(&state);
         self.save(&state)?;
         if let Some(before) = before {
             self.record_events(&before, &state);
@@ -174,6 +196,7 @@ impl Store {
     pub fn progress(&self, change: impl FnOnce(&mut State)) -> Result<(), StoreError> {
         let mut state = self.lock_state();
         change(&mut state);
+        self.publish_status(&state);
         let mut last = self.last_progress_save.lock();
         if last.elapsed() >= PROGRESS_INTERVAL {
             *last = Instant::now();

@@ -12,6 +12,7 @@
 //!   into a repository directory;
 //! - [`device`]: the device under test, one builder for every configuration a test needs;
 //! - [`daemon`]: `run` on a device and a client for its control socket;
+//! - [`machine`]: a machine booted by a real systemd as PID 1 in namespaces, for the units;
 //! - [`lifecycle`]: a repository the test fills, hook and notify scripts, and the checks on
 //!   what is installed and active.
 //!
@@ -23,6 +24,7 @@ pub mod apache;
 pub mod daemon;
 pub mod device;
 pub mod lifecycle;
+pub mod machine;
 pub mod mock;
 pub mod term;
 pub mod tls;

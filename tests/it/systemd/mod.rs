@@ -6,6 +6,10 @@
 //!
 //! `systemd-analyze` comes with Debian's `systemd` package; without it these tests fail (never
 //! skip): `scripts/test` installs it when run as root.
+//!
+//! The units running under a real systemd as PID 1 are tested in [`boot`].
+
+mod boot;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
