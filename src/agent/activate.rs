@@ -22,7 +22,6 @@ impl Agent {
         eligible: impl Fn(AppState) -> bool,
     ) -> Result<Outcome, AgentError> {
         let mut outcome = Outcome::default();
-        let mut reboot_wanted = Vec::new();
         for record in self.store.snapshot().apps {
             if record.state == AppState::MarkedForRemoval {
                 match self.remove(&record.name) {
@@ -37,15 +36,14 @@ impl Agent {
             match self.activate(&record.name).await {
                 Ok(reboot) => {
                     if reboot {
-                        reboot_wanted.push(format!("{} {}", record.name, record.version));
+                        outcome
+                            .reboot_for
+                            .push(format!("{} {}", record.name, record.version));
                     }
                     outcome.done.push(record.name);
                 }
                 Err(reason) => outcome.failed.push((record.name, reason)),
             }
-        }
-        if !reboot_wanted.is_empty() {
-            self.reboot(&reboot_wanted).await;
         }
         Ok(outcome)
     }
@@ -227,7 +225,15 @@ impl Agent {
             .is_some_and(|m| m.reboot)
     }
 
-    /// Follows `reboot_after_activation` for versions whose app.json asks for a reboot.
+    /// Follows `reboot_after_activation` when the command's activated versions ask for a
+    /// reboot. Called last, after the outcome is recorded: `systemctl reboot` stops the
+    /// daemon within moments.
+    pub async fn reboot_if_wanted(&self, outcome: &Outcome) {
+        if !outcome.reboot_for.is_empty() {
+            self.reboot(&outcome.reboot_for).await;
+        }
+    }
+
     async fn reboot(&self, apps: &[String]) {
         let update = &self.settings.update;
         let why = apps.join(", ");

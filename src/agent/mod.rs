@@ -52,6 +52,10 @@ pub struct Outcome {
     pub status: String,
     /// The user postponed the installation (`Update deferred`).
     pub deferred: bool,
+    /// Activated versions ("app version") whose app.json asks for a reboot. Whoever ran the
+    /// command calls [`Agent::reboot_if_wanted`] once the outcome is recorded, so that a
+    /// reboot never cuts off the end of the command (its status, its place in the queue).
+    pub reboot_for: Vec<String>,
 }
 
 impl Outcome {

@@ -115,6 +115,7 @@ impl Agent {
         let activation = self.activate_staged(|_| true).await?;
         outcome.done = activation.done;
         outcome.failed = activation.failed;
+        outcome.reboot_for = activation.reboot_for;
         self.finish_installation(&mut outcome, Some(&digest))?;
         Ok(outcome)
     }

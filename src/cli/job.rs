@@ -77,6 +77,8 @@ pub async fn run_job(
         return Ok(ExitCode::from(u8::try_from(128 + signal).unwrap_or(1)));
     }
     let outcome = outcome.map_err(agent_failure)?;
+    // Last, once the outcome is recorded (a reboot ends this process too).
+    agent.reboot_if_wanted(&outcome).await;
     // Each failure is in the log already (one line per app, and the status text); without
     // a log on stderr, say them here.
     if !super::output::errors_logged() {

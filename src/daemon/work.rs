@@ -105,6 +105,7 @@ impl Daemon {
         let outcome = self.run_command(&command).await;
         let id = &command.id;
         let reminder = self.settings.read().update.reminder_interval;
+        let mut reboot = None;
         let result = match outcome {
             Ok(o) if o.deferred => {
                 let when = chrono::Duration::from_std(reminder)
@@ -116,7 +117,9 @@ impl Daemon {
             }
             Ok(o) => {
                 tracing::info!(command_id = %id, "command {id}: finished: {}", o.status);
-                queue::finish(&self.store, id)
+                let finished = queue::finish(&self.store, id);
+                reboot = Some(o);
+                finished
             }
             Err(reason) => {
                 let reason = crate::report::clean(&reason).into_owned();
@@ -142,6 +145,12 @@ impl Daemon {
             tokio::time::sleep(Duration::from_secs(5)).await;
         }
         *self.running.lock() = None;
+        // Last: once the command is off the queue and its status recorded, a reboot loses
+        // nothing (the daemon is stopped within moments of `systemctl reboot`).
+        if let Some(outcome) = reboot {
+            let agent = self.agent.read().clone();
+            agent.reboot_if_wanted(&outcome).await;
+        }
     }
 
     fn stored_idf(&self, r: &IdfRef) -> Result<Idf, String> {

@@ -549,9 +549,13 @@ fn reboot_immediately_reboots_and_the_next_boot_converges_with_the_story_in_the_
     let accepted = position("update accepted");
     let activating = position("demo-app 1.0: activating");
     let installed = position("demo-app 1.0: installed");
+    let finished = position("finished: Update successful");
     let rebooting = position("rebooting for");
     assert!(
-        accepted < activating && activating < installed && installed < rebooting,
+        accepted < activating
+            && activating < installed
+            && installed < finished
+            && finished < rebooting,
         "the previous boot's journal tells the story in order: {previous:#?}"
     );
     assert_eq!(machine.boot_times().len(), 2);
