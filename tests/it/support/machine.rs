@@ -287,12 +287,30 @@ impl Machine {
                 self.stdout(&["journalctl", "-b", "--no-pager", "-n", "100"])
             );
         }
-        self.boots.push(started.elapsed());
+        let took = started.elapsed();
+        eprintln!(
+            "machine {}: boot {} running after {} ms",
+            self.work.path().display(),
+            self.boots.len() + 1,
+            took.as_millis()
+        );
+        self.boots.push(took);
     }
 
     /// How long each boot took until `running`.
     pub fn boot_times(&self) -> &[Duration] {
         &self.boots
+    }
+
+    /// What the machine holds on the host while it runs: PID 1 as the host sees it, its
+    /// cgroup and its directory (every mount of the machine is under it or in its own
+    /// namespace). For the check that nothing is left behind.
+    pub fn footprint(&self) -> (u32, PathBuf, PathBuf) {
+        (
+            self.pid,
+            self.cgroup.clone(),
+            self.work.path().to_path_buf(),
+        )
     }
 
     /// `/var` of the machine, seen from the host (it outlives a reboot).
