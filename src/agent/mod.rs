@@ -167,13 +167,7 @@ impl Agent {
         for app in downloading {
             self.transition(&app, Event::TransferFailed, Some(reason.to_string()))?;
         }
-        if let Some(command) = state
-            .update_status
-            .as_deref()
-            .and_then(crate::report::StatusText::parse)
-            .and_then(|s| s.running())
-        {
-            let status = crate::report::StatusText::failed(command, reason);
+        if let Some(status) = state.interrupted_status(reason) {
             tracing::warn!("{status}");
             self.set_status(&status)?;
         }

@@ -180,15 +180,21 @@ impl State {
                 app.error = Some(reason.to_string());
             }
         }
-        if let Some(command) = self
-            .update_status
-            .as_deref()
-            .and_then(crate::report::StatusText::parse)
-            .and_then(|s| s.running())
-        {
-            let failed = crate::report::StatusText::failed(command, reason);
+        if let Some(failed) = self.interrupted_status(reason) {
             self.update_status = Some(failed.to_string());
         }
         self
+    }
+
+    /// The status a command that no process runs any more ends with: its failure with
+    /// `reason`, when the status says one is in progress; `None` otherwise. One rule for
+    /// [`State::into_interrupted`] and `Agent::record_interruption`.
+    pub fn interrupted_status(&self, reason: &str) -> Option<crate::report::StatusText> {
+        let running = self
+            .update_status
+            .as_deref()
+            .and_then(crate::report::StatusText::parse)
+            .and_then(|s| s.running())?;
+        Some(crate::report::StatusText::failed(running, reason))
     }
 }
