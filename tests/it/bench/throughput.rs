@@ -60,9 +60,11 @@ pub fn run(opts: &Options, work: &Path) -> Result<()> {
         }
         remove(&state)?;
         let word = OsStr::new;
-        rss[0].push(peak_rss_kib(&agent)? as f64);
-        rss[1].push(peak_rss_kib(&argv([word("curl"), word("-sS"), word("-o"), out, url]))? as f64);
-        rss[2].push(peak_rss_kib(&argv([word("wget"), word("-q"), word("-O"), out, url]))? as f64);
+        let curl = argv([word("curl"), word("-sS"), word("-o"), out, url]);
+        let wget = argv([word("wget"), word("-q"), word("-O"), out, url]);
+        for (values, line) in rss.iter_mut().zip([&agent, &curl, &wget]) {
+            values.push(peak_rss_kib(line)? as f64);
+        }
     }
 
     println!("\n### Throughput: {size_mib} MiB from loopback Apache, no limit, median of {runs}\n");
