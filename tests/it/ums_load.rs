@@ -26,16 +26,22 @@
 #[allow(dead_code, unused_imports)]
 mod support;
 
-// The bench's own modules, in `tests/it/bench/`.
-mod bench;
+// The bench's own modules, files in `tests/it/bench/`: the fleet of agent daemons, the tally
+// of what the stand-in received, the summary it prints, how SIGINT and SIGTERM end it. Each
+// bench declares the files it uses here, inline, so that it compiles none of the other
+// bench's (a `bench/mod.rs` shared by both would be dead code in each).
+mod bench {
+    pub mod fleet;
+    pub mod interrupt;
+    pub mod report;
+    pub mod tally;
+}
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
 use serde_json::{Value, json};
 
 use bench::fleet::{Fleet, UmsSection, Usage};
@@ -97,35 +103,12 @@ fn log(line: impl AsRef<str>) {
     eprintln!("ums_load: {}", line.as_ref());
 }
 
-/// Set by SIGINT or SIGTERM: the benchmark stops at the next wait, and unwinds so that every
-/// agent and Apache are stopped by their guards (the default action would leave Apache).
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn interrupted(_: nix::libc::c_int) {
-    INTERRUPTED.store(true, Ordering::SeqCst);
-}
-
-fn catch_interrupts() -> Result<()> {
-    let action = SigAction::new(
-        SigHandler::Handler(interrupted),
-        SaFlags::empty(),
-        SigSet::empty(),
-    );
-    for signal in [Signal::SIGINT, Signal::SIGTERM] {
-        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-        unsafe { sigaction(signal, &action) }.context("cannot install a signal handler")?;
-    }
-    Ok(())
-}
-
 /// Polls `condition` every [`POLL`] until it holds or `timeout` passes; returns whether it
 /// held, or an error when the benchmark was interrupted.
 fn wait_for(timeout: Duration, mut condition: impl FnMut() -> bool) -> Result<bool> {
     let deadline = Instant::now() + timeout;
     loop {
-        if INTERRUPTED.load(Ordering::SeqCst) {
-            bail!("interrupted");
-        }
+        bench::interrupt::check()?;
         if condition() {
             return Ok(true);
         }
@@ -143,7 +126,7 @@ fn pause(time: Duration) -> Result<()> {
 
 fn run() -> Result<bool> {
     let opts = Options::from_env()?;
-    catch_interrupts()?;
+    bench::interrupt::catch()?;
     let limit = raise_fd_limit(opts.agents as u64 * 8 + 512)?;
     log(format!(
         "{} agents, binary {}, open files limit {limit}",

@@ -1,5 +1,6 @@
-//! Test support for the whole-process tests (the `it` binary, and the UMS load bench
-//! `tests/it/ums_load.rs`): real servers, the agent binary and the device it runs on.
+//! Test support for the whole-process tests (the `it` binary, and the benches beside it,
+//! `tests/it/ums_load.rs` and `tests/it/transfer_bench.rs`): real servers, the agent binary
+//! and the device it runs on.
 //!
 //! Each submodule owns one kind of counterpart a test needs:
 //! - [`apache`]: a private Apache httpd (WebDAV, Basic/Digest auth, TLS) on a loopback port
