@@ -19,9 +19,9 @@
 //! `Last-Modified` of a 206 are dav-server's values for the same file, so an `If-Range` built
 //! from a 200 matches.
 //!
-//! Memory per request is bounded: the plan (at most [`range::MAX_RANGES`] parts with a short header
-//! each) and one read of at most [`READ_CHUNK`] bytes; the file is read as the connection takes
-//! it, from the descriptor whose size the answer was planned with.
+//! Memory per request is bounded: the plan (at most [`range::MAX_RANGES`] parts, with a short
+//! header each) and one read of at most [`READ_CHUNK`] bytes; the file is read as the
+//! connection takes it, from the descriptor whose size the answer was planned with.
 
 use std::collections::VecDeque;
 use std::io;
