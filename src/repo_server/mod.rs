@@ -9,7 +9,8 @@
 
 mod index;
 mod partial;
-mod range;
+/// Reached by [`crate::fuzz::range`] too.
+pub(crate) mod range;
 mod serve;
 
 use std::io;
