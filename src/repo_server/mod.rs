@@ -1,12 +1,16 @@
 //! The repository side of the protocol, for labs, demos and tests (DESIGN 8, `repo index` and
 //! `repo serve`): [`index`] writes the `app.json` of every `DIR/<app>/<version>/`, and [`serve`]
-//! publishes such a directory as a read-only WebDAV repository (optionally behind HTTP Basic).
+//! publishes such a directory as a read-only WebDAV repository (optionally behind HTTP Basic),
+//! with byte ranges answered by [`partial`] as [`range`] plans them.
 //!
 //! It owns nothing of the device: it never touches the agent's state, store or configuration,
 //! never writes anything but `app.json` files (and only through [`index`]), never accepts a
 //! write over HTTP, and never logs or returns a password.
 
 mod index;
+mod partial;
+/// Reached by [`crate::fuzz::range`] too.
+pub(crate) mod range;
 mod serve;
 
 use std::io;

@@ -1,8 +1,10 @@
 //! `repo serve DIR`: a read-only WebDAV repository on a TCP port (dav-server behind axum).
 //!
-//! Only GET, HEAD, OPTIONS and PROPFIND reach the file system (GET answers `Range` with 206);
-//! anything else gets 405. With credentials configured, every request needs HTTP Basic
-//! authentication; the password is kept only as a SHA-256 digest and compared in constant time.
+//! Only GET, HEAD, OPTIONS and PROPFIND reach the file system; anything else gets 405. A GET
+//! with `Range` is answered by [`super::partial`] (206, `multipart/byteranges`, 416), the rest
+//! by dav-server, which never sees a `Range` header. With credentials configured, every
+//! request needs HTTP Basic authentication; the password is kept only as a SHA-256 digest and
+//! compared in constant time.
 //!
 //! Every request is logged once its response is sent (or abandoned), at INFO for `repo serve`
 //! and at DEBUG for the demo's servers, like a web server's access log: client address,
@@ -28,12 +30,14 @@ use dav_server::localfs::LocalFs;
 use dav_server::{DavHandler, DavMethodSet};
 use sha2::{Digest, Sha256};
 
-use super::RepoServerError;
+use super::{RepoServerError, partial};
 use crate::config::Secret;
 use crate::report::clean;
 
 struct Server {
     dav: DavHandler,
+    /// The file system dav-server serves, for [`partial`] to open the same files.
+    files: Box<LocalFs>,
     /// SHA-256 of `user:password`, the decoded form of a valid Basic `Authorization` header.
     credentials: Option<[u8; 32]>,
     /// Access lines at INFO (else DEBUG).
@@ -65,14 +69,16 @@ pub async fn serve(
             addr: listen[0],
             source,
         })?;
+    let files = LocalFs::new(&dir, false, false, false);
     let dav = DavHandler::builder()
-        .filesystem(LocalFs::new(&dir, false, false, false))
+        .filesystem(files.clone())
         .locksystem(FakeLs::new())
         .methods(DavMethodSet::WEBDAV_RO)
         .autoindex(true)
         .build_handler();
     let server = Arc::new(Server {
         dav,
+        files,
         credentials: auth.map(|(user, password)| credentials_digest(&user, &password)),
         access_log,
     });
@@ -131,8 +137,13 @@ async fn handle(
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let response = if server.authorized(request.headers()) {
-        let (parts, body) = server.dav.handle(request).await.into_parts();
-        Response::from_parts(parts, Body::new(body))
+        match partial::answer(&server.files, request).await {
+            partial::Answer::Response(response) => response,
+            partial::Answer::Dav(request) => {
+                let (parts, body) = server.dav.handle(request).await.into_parts();
+                Response::from_parts(parts, Body::new(body))
+            }
+        }
     } else {
         unauthorized()
     };

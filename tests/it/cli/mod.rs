@@ -1,8 +1,10 @@
 //! The command line as an administrator meets it: configuration (`config check`, global
-//! options), the repository commands, `check`, `settings`, and the README and `--help`.
+//! options), the repository commands (and the byte ranges `repo serve` answers real clients),
+//! `check`, `settings`, and the README and `--help`.
 
 mod check;
 mod config;
 mod readme;
 mod repo;
+mod repo_ranges;
 mod settings;

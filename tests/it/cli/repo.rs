@@ -25,7 +25,7 @@ const USER: &str = "device";
 const PASSWORD: &str = "mock-Pa55word-never-shown";
 const MIB: usize = 1024 * 1024;
 
-fn write_file(path: &Path, contents: &[u8]) {
+pub(super) fn write_file(path: &Path, contents: &[u8]) {
     fs::create_dir_all(path.parent().expect("a file has a parent")).expect("mkdir");
     fs::write(path, contents).unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
 }
@@ -242,7 +242,7 @@ fn repo_serve_with_basic_auth_serves_a_repository_that_delivery_installs() {
 
 /// `repo serve DIR ARGS...` in the background, once it printed its address: the process and
 /// the base URL.
-fn start_serve(dir: &Path, args: &[&str]) -> (crate::support::RunningAgent, String) {
+pub(super) fn start_serve(dir: &Path, args: &[&str]) -> (crate::support::RunningAgent, String) {
     let unused = dir.join("unused");
     let mut all = vec!["repo", "serve", dir.to_str().expect("UTF-8")];
     all.extend_from_slice(args);
