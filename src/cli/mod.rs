@@ -8,11 +8,13 @@ mod output;
 mod activate;
 mod cancel;
 mod check;
+mod completions;
 mod config_cmd;
 mod delivery;
 mod demo;
 mod job;
 mod logging;
+mod man_pages;
 mod repo_cmd;
 mod run;
 mod settings;
@@ -22,7 +24,7 @@ mod update;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::config::{ConfigSource, FileAccess, Settings};
 use crate::store::{Store, StoreError};
@@ -39,11 +41,23 @@ Exit codes:
 Documentation: README.md, docs/protocol.md (commands, status texts, UMS channel),
 docs/systemd.md, examples/agent.toml (every configuration key).";
 
+/// What `--help` and the manual page's DESCRIPTION say the program does.
+const LONG_ABOUT: &str = "\
+On-device update agent for IGEL OS thin clients.
+
+It learns which apps, in which versions, the device must have (the IDF) from the management \
+server (UMS) or from its configuration, downloads them from prioritized WebDAV repositories \
+under one device-wide bandwidth limit, verifies every file's SHA-256, stages complete versions \
+next to the active ones and activates them at the next boot (igel-update-agent-activate.service) \
+or when the Update command arrives. `run` is the daemon (igel-update-agent.service); the other \
+commands inspect and steer it, and work without it.";
+
 #[derive(Debug, Parser)]
 #[command(
     name = "igel-update-agent",
     version,
     about = "On-device update agent for IGEL OS thin clients",
+    long_about = LONG_ABOUT,
     after_help = EXIT_CODES
 )]
 pub struct Cli {
@@ -110,6 +124,8 @@ enum Command {
     Repo(repo_cmd::Command),
     /// Serve the built-in demo repository on loopback and deliver it into a temporary state dir.
     Demo(demo::Args),
+    /// Print the completion script for bash, zsh or fish on stdout.
+    Completions(completions::Args),
 }
 
 /// A failed command: the message for stderr and the exit code.
@@ -224,7 +240,11 @@ pub fn main() -> ExitCode {
     // No core dump and no ptrace by other users: this process holds repository passwords and
     // the UMS client key in memory.
     let _ = nix::sys::prctl::set_dumpable(false);
-    let cli = Cli::parse();
+    let matches = man_pages::with_command(Cli::command()).get_matches();
+    if let Some(args) = man_pages::requested(&matches) {
+        return exit_code(man_pages::run(args));
+    }
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     output::set_quiet(cli.quiet);
     let level = cli
         .log_level
@@ -251,7 +271,13 @@ pub fn main() -> ExitCode {
         Command::Config(cmd) => config_cmd::run(&global, cmd),
         Command::Repo(cmd) => repo_cmd::run(&global, cmd),
         Command::Demo(args) => demo::run(args),
+        Command::Completions(args) => completions::run(args),
     };
+    exit_code(result)
+}
+
+/// The exit code of a finished command; a failure is printed first.
+fn exit_code(result: CmdResult) -> ExitCode {
     match result {
         Ok(code) => code,
         Err(failure) => {

@@ -2,6 +2,7 @@
 //! options), the repository commands, `check`, `settings`, and the README and `--help`.
 
 mod check;
+mod completions;
 mod config;
 mod readme;
 mod repo;
