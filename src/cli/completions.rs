@@ -5,6 +5,7 @@
 use std::process::ExitCode;
 
 use clap::CommandFactory;
+use clap_complete::aot;
 
 use super::{Cli, CmdResult};
 
@@ -21,8 +22,9 @@ pub struct Args {
     shell: Shell,
 }
 
-/// The shells the package ships completions for (clap_complete knows more; these are the ones
-/// a thin client's administrator meets).
+/// The shells the package ships completions for. clap_complete knows more, but its `Shell`
+/// dispatches to all of them, which would link elvish and PowerShell generators into a binary
+/// whose size is watched (docs/BENCHMARKS.md); each variant here calls its generator directly.
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 enum Shell {
     Bash,
@@ -30,25 +32,15 @@ enum Shell {
     Fish,
 }
 
-impl Shell {
-    fn generator(self) -> clap_complete::Shell {
-        match self {
-            Shell::Bash => clap_complete::Shell::Bash,
-            Shell::Zsh => clap_complete::Shell::Zsh,
-            Shell::Fish => clap_complete::Shell::Fish,
-        }
-    }
-}
-
 pub fn run(args: Args) -> CmdResult {
     let mut command = Cli::command();
     let mut script = Vec::new();
-    clap_complete::generate(
-        args.shell.generator(),
-        &mut command,
-        "igel-update-agent",
-        &mut script,
-    );
+    let name = "igel-update-agent";
+    match args.shell {
+        Shell::Bash => aot::generate(aot::Bash, &mut command, name, &mut script),
+        Shell::Zsh => aot::generate(aot::Zsh, &mut command, name, &mut script),
+        Shell::Fish => aot::generate(aot::Fish, &mut command, name, &mut script),
+    }
     let mut script = String::from_utf8_lossy(&script).into_owned();
     if let Shell::Bash = args.shell {
         script = script.replace(BASH_ARM_AS_GENERATED, BASH_ARM_AS_REACHED);

@@ -14,7 +14,6 @@ mod delivery;
 mod demo;
 mod job;
 mod logging;
-mod man_pages;
 mod repo_cmd;
 mod run;
 mod settings;
@@ -24,7 +23,7 @@ mod update;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 
 use crate::config::{ConfigSource, FileAccess, Settings};
 use crate::store::{Store, StoreError};
@@ -41,7 +40,8 @@ Exit codes:
 Documentation: README.md, docs/protocol.md (commands, status texts, UMS channel),
 docs/systemd.md, examples/agent.toml (every configuration key).";
 
-/// What `--help` and the manual page's DESCRIPTION say the program does.
+/// What `--help` and the manual page's DESCRIPTION (examples/man-pages.rs) say the program
+/// does.
 const LONG_ABOUT: &str = "\
 On-device update agent for IGEL OS thin clients.
 
@@ -240,11 +240,7 @@ pub fn main() -> ExitCode {
     // No core dump and no ptrace by other users: this process holds repository passwords and
     // the UMS client key in memory.
     let _ = nix::sys::prctl::set_dumpable(false);
-    let matches = man_pages::with_command(Cli::command()).get_matches();
-    if let Some(args) = man_pages::requested(&matches) {
-        return exit_code(man_pages::run(args));
-    }
-    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let cli = Cli::parse();
     output::set_quiet(cli.quiet);
     let level = cli
         .log_level
@@ -273,11 +269,6 @@ pub fn main() -> ExitCode {
         Command::Demo(args) => demo::run(args),
         Command::Completions(args) => completions::run(args),
     };
-    exit_code(result)
-}
-
-/// The exit code of a finished command; a failure is printed first.
-fn exit_code(result: CmdResult) -> ExitCode {
     match result {
         Ok(code) => code,
         Err(failure) => {

@@ -13,7 +13,8 @@
 //! - [`device`]: the device under test, one builder for every configuration a test needs;
 //! - [`daemon`]: `run` on a device and a client for its control socket;
 //! - [`lifecycle`]: a repository the test fills, hook and notify scripts, and the checks on
-//!   what is installed and active.
+//!   what is installed and active;
+//! - [`package`]: the manual pages as the Debian package gets them.
 //!
 //! This module never knows anything about the agent's internals: it talks to the binary only
 //! through its command line, files and the network, like an administrator would.
@@ -24,6 +25,7 @@ pub mod daemon;
 pub mod device;
 pub mod lifecycle;
 pub mod mock;
+pub mod package;
 pub mod term;
 pub mod tls;
 pub mod ums;

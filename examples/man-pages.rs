@@ -1,21 +1,19 @@
-//! `man-pages DIR` (hidden): writes the manual pages, `igel-update-agent.8` and one page per
-//! subcommand (`igel-update-agent-update.8`, `igel-update-agent-config-check.8`, ...), into
-//! DIR. `scripts/package` runs it with the binary it is about to package.
+//! `cargo run --example man-pages -- DIR`: writes the manual pages of igel-update-agent,
+//! `igel-update-agent.8` and one page per command (`igel-update-agent-update.8`,
+//! `igel-update-agent-config-check.8`, ...), into DIR and prints their paths.
+//! `scripts/package` runs it before `cargo deb`; the tests run it too.
 //!
-//! Why a hidden command of the binary itself: the pages must come from the same clap
-//! definition the parser uses ([`super::Cli`]), and only this crate can see it. A build script
-//! cannot link the crate it builds (it would need a second copy of the definition), and an
-//! example or xtask would be a second build of the whole crate for the build machine, while
-//! the package is made of whichever binary was built (glibc or static musl): that binary
-//! describes itself. The cost is clap_mangen in the binary (a few kilobytes, see
-//! docs/BENCHMARKS.md). Hidden, because it is a packaging step, not an administrator's tool;
-//! and added to the parser beside [`super::Cli`] rather than inside it, because
-//! clap_complete offers hidden subcommands too: the completions and the pages, both made from
-//! [`super::Cli`] alone, do not mention it.
+//! The pages are made from the parser's own definition (`igel_update_agent::cli::Cli`), so
+//! there is no second copy of the command line to drift. Why a program beside the agent and not
+//! a hidden command in it: clap_mangen in the agent made the static musl binary 77,824 bytes
+//! larger and pushed it over its 6 MiB budget (docs/BENCHMARKS.md), for pages that only the
+//! build machine writes. An example is built from the same library with no second build of the
+//! agent, and clap_mangen stays a dev-dependency. The definition does not depend on the target,
+//! so pages written on the build machine describe the glibc and the musl binary alike.
 //!
-//! Section 8, "System administration tools and daemons": `run` is a system daemon, and every
-//! other command manages that daemon's state, needs root on a device (the state directory is
-//! 0700 root) or is run by the administrator. Section 1 is for commands any user runs.
+//! Section 8, "System administration tools and daemons": `run` is a system daemon, and the other
+//! commands manage that daemon's state as root (the state directory is 0700 root) or are run by
+//! the administrator. Section 1 is for commands any user runs.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -24,59 +22,42 @@ use std::process::ExitCode;
 use clap::CommandFactory;
 use clap_mangen::Man;
 use clap_mangen::roff::{Roff, bold, italic, roman};
-
-use super::{Cli, CmdResult, EXIT_CODES, Failure};
+use igel_update_agent::cli::Cli;
 
 /// The manual section of every page (see the module comment).
 const SECTION: &str = "8";
-/// The manual the pages belong to (the centre of the page footer).
+/// The manual the pages belong to (the centre of the page header).
 const MANUAL: &str = "System Administration";
 
-/// The name of the hidden command.
-const NAME: &str = "man-pages";
-
-#[derive(Debug, clap::Args)]
-pub struct Args {
-    /// Directory the pages are written into (created if missing; existing pages replaced).
-    #[arg(value_name = "DIR")]
-    dir: PathBuf,
-}
-
-/// `cli` with the hidden `man-pages` command added, for parsing.
-pub fn with_command(cli: clap::Command) -> clap::Command {
-    let command = clap::Command::new(NAME)
-        .hide(true)
-        .about("Write the manual pages into DIR (a packaging step: scripts/package)");
-    cli.subcommand(<Args as clap::Args>::augment_args(command))
-}
-
-/// The arguments of `man-pages` when the command line asked for it.
-pub fn requested(matches: &clap::ArgMatches) -> Option<Args> {
-    let (NAME, sub) = matches.subcommand()? else {
-        return None;
+fn main() -> ExitCode {
+    let mut args = std::env::args_os().skip(1);
+    let (Some(dir), None) = (args.next(), args.next()) else {
+        eprintln!("usage: cargo run --example man-pages -- DIR");
+        return ExitCode::from(2);
     };
-    // clap has validated the arguments against `Args` already.
-    Some(<Args as clap::FromArgMatches>::from_arg_matches(sub).unwrap_or_else(|e| e.exit()))
+    match write_pages(Path::new(&dir)) {
+        Ok(written) => {
+            for path in written {
+                println!("{}", path.display());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("man-pages: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
-pub fn run(args: Args) -> CmdResult {
-    std::fs::create_dir_all(&args.dir).map_err(|e| {
-        Failure::failed(anyhow::anyhow!("cannot create {}: {e}", args.dir.display()))
-    })?;
+fn write_pages(dir: &Path) -> Result<Vec<PathBuf>, String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let mut command = Cli::command().disable_help_subcommand(true);
     command.build();
-    let mut written = vec![write_page(&args.dir, &command, main_page(&command))?];
-    for sub in visible_subcommands(&command) {
-        write_subcommand_pages(&args.dir, sub, &mut written)?;
+    let mut written = vec![write_page(dir, &command, main_page(&command))?];
+    for sub in command.get_subcommands() {
+        write_subcommand_pages(dir, sub, &mut written)?;
     }
-    for path in written {
-        outln!("{}", path.display());
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-fn visible_subcommands(command: &clap::Command) -> impl Iterator<Item = &clap::Command> {
-    command.get_subcommands().filter(|sub| !sub.is_hide_set())
+    Ok(written)
 }
 
 /// `command`'s page and those of its own subcommands (`config`, `config check`, ...).
@@ -84,13 +65,13 @@ fn write_subcommand_pages(
     dir: &Path,
     command: &clap::Command,
     written: &mut Vec<PathBuf>,
-) -> Result<(), Failure> {
+) -> Result<(), String> {
     let mut page = Vec::new();
-    let rendered = man(command).render(&mut page);
-    rendered.map_err(Failure::failed)?;
+    // Writing into a Vec cannot fail.
+    let _ = man(command).render(&mut page);
     page.extend_from_slice(see_also(&["igel-update-agent"]).as_bytes());
     written.push(write_page(dir, command, page)?);
-    for sub in visible_subcommands(command) {
+    for sub in command.get_subcommands() {
         write_subcommand_pages(dir, sub, written)?;
     }
     Ok(())
@@ -119,17 +100,16 @@ fn date() -> String {
     when.format("%Y-%m-%d").to_string()
 }
 
-fn write_page(dir: &Path, command: &clap::Command, page: Vec<u8>) -> Result<PathBuf, Failure> {
+fn write_page(dir: &Path, command: &clap::Command, page: Vec<u8>) -> Result<PathBuf, String> {
     let path = dir.join(man(command).get_filename());
     let written = std::fs::File::create(&path).and_then(|mut file| file.write_all(&page));
-    written
-        .map_err(|e| Failure::failed(anyhow::anyhow!("cannot write {}: {e}", path.display())))?;
+    written.map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     Ok(path)
 }
 
 /// The top page: clap_mangen's sections, but the exit codes (the `--help` epilogue) under
-/// EXIT STATUS instead of its generic EXTRA heading, and the files and units an
-/// administrator looks for.
+/// EXIT STATUS instead of its generic EXTRA heading, and the files and units an administrator
+/// looks for.
 fn main_page(command: &clap::Command) -> Vec<u8> {
     let man = man(command);
     let mut page = Vec::new();
@@ -142,13 +122,17 @@ fn main_page(command: &clap::Command) -> Vec<u8> {
         Man::render_subcommands_section,
     ];
     for render in sections {
-        // Writing into a Vec cannot fail.
         let _ = render(&man, &mut page);
     }
     let mut roff = Roff::new();
     roff.control("SH", ["EXIT STATUS"]);
     roff.control("nf", []);
-    for line in EXIT_CODES.lines().skip(1).take_while(|l| !l.is_empty()) {
+    let epilogue = command
+        .get_after_help()
+        .map(|help| help.to_string())
+        .unwrap_or_default();
+    // "Exit codes:" and its lines, up to the blank line before "Documentation:".
+    for line in epilogue.lines().skip(1).take_while(|l| !l.is_empty()) {
         roff.text([roman(line.trim_start())]);
     }
     roff.control("fi", []);
