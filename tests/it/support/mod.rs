@@ -14,7 +14,7 @@
 //! - [`daemon`]: `run` on a device and a client for its control socket;
 //! - [`lifecycle`]: a repository the test fills, hook and notify scripts, and the checks on
 //!   what is installed and active;
-//! - [`package`]: the manual pages as the Debian package gets them.
+//! - [`package`]: the Debian package of the binary under test ([`package::build_deb`]).
 //!
 //! This module never knows anything about the agent's internals: it talks to the binary only
 //! through its command line, files and the network, like an administrator would.
