@@ -8,6 +8,7 @@ mod output;
 mod activate;
 mod cancel;
 mod check;
+mod completions;
 mod config_cmd;
 mod delivery;
 mod demo;
@@ -39,11 +40,24 @@ Exit codes:
 Documentation: README.md, docs/protocol.md (commands, status texts, UMS channel),
 docs/systemd.md, examples/agent.toml (every configuration key).";
 
+/// What `--help` and the manual page's DESCRIPTION (examples/man-pages.rs) say the program
+/// does.
+const LONG_ABOUT: &str = "\
+On-device update agent for IGEL OS thin clients.
+
+It learns which apps, in which versions, the device must have (the IDF) from the management \
+server (UMS) or from its configuration, downloads them from prioritized WebDAV repositories \
+under one device-wide bandwidth limit, verifies every file's SHA-256, stages complete versions \
+next to the active ones and activates them at the next boot (igel-update-agent-activate.service) \
+or when the Update command arrives. `run` is the daemon (igel-update-agent.service); the other \
+commands inspect and steer it, and work without it.";
+
 #[derive(Debug, Parser)]
 #[command(
     name = "igel-update-agent",
     version,
     about = "On-device update agent for IGEL OS thin clients",
+    long_about = LONG_ABOUT,
     after_help = EXIT_CODES
 )]
 pub struct Cli {
@@ -110,6 +124,8 @@ enum Command {
     Repo(repo_cmd::Command),
     /// Serve the built-in demo repository on loopback and deliver it into a temporary state dir.
     Demo(demo::Args),
+    /// Print the completion script for bash, zsh or fish on stdout.
+    Completions(completions::Args),
 }
 
 /// A failed command: the message for stderr and the exit code.
@@ -251,6 +267,7 @@ pub fn main() -> ExitCode {
         Command::Config(cmd) => config_cmd::run(&global, cmd),
         Command::Repo(cmd) => repo_cmd::run(&global, cmd),
         Command::Demo(args) => demo::run(args),
+        Command::Completions(args) => completions::run(args),
     };
     match result {
         Ok(code) => code,

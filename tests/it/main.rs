@@ -8,6 +8,7 @@
 mod cli;
 mod daemon;
 mod lifecycle;
+mod package;
 mod robustness;
 mod selftest;
 mod support;

@@ -3,6 +3,7 @@
 //! `check`, `settings`, and the README and `--help`.
 
 mod check;
+mod completions;
 mod config;
 mod readme;
 mod repo;

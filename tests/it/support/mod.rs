@@ -15,7 +15,8 @@
 //! - [`daemon`]: `run` on a device and a client for its control socket;
 //! - [`machine`]: a machine booted by a real systemd as PID 1 in namespaces, for the units;
 //! - [`lifecycle`]: a repository the test fills, hook and notify scripts, and the checks on
-//!   what is installed and active.
+//!   what is installed and active;
+//! - [`package`]: the Debian package of the binary under test ([`package::build_deb`]).
 //!
 //! This module never knows anything about the agent's internals: it talks to the binary only
 //! through its command line, files and the network, like an administrator would.
@@ -27,6 +28,7 @@ pub mod device;
 pub mod lifecycle;
 pub mod machine;
 pub mod mock;
+pub mod package;
 pub mod term;
 pub mod tls;
 pub mod ums;
