@@ -4,9 +4,10 @@
 //!
 //! What the machine is made of (all under one temporary directory `W`):
 //! - `/` is a tmpfs; `/usr` is an overlay of `W/usr-add` (the agent's binary in `/usr/bin`)
-//!   over the host's `/usr`, read-only; `/etc` is an overlay of the host's `/etc` with a
-//!   writable upper layer `W/etc-upper`, whose `/etc/systemd/system` is `W/units` alone, so
-//!   nothing the host enabled is pulled in;
+//!   over the host's `/usr`, and `/etc` one of the host's `/etc`, both with writable upper
+//!   layers of their own (a package can be installed; the host never changes);
+//!   `/etc/systemd/system` is `W/units` alone, so nothing the host enabled is pulled in;
+//! - `/mnt/host` is `W/share` ([`MachineBuilder::share`]): files the test hands in;
 //! - `/var` is `W/var`, kept across a reboot (the journal is persistent there, so
 //!   `journalctl -b -1` tells the previous boot's story), and readable from outside;
 //! - a boot id of its own per boot, a machine id, a hostname, a cgroup subtree of its own
@@ -55,13 +56,14 @@ if [ -z "${IGEL_IT_CGNS:-}" ]; then
   IGEL_IT_CGNS=1 exec unshare -C sh "$0" "$@"
 fi
 mount -t tmpfs -o mode=755 machine "$W/root"; cd "$W/root"
-mkdir -p usr etc var run tmp proc sys dev root oldroot
+mkdir -p usr etc var run tmp proc sys dev root mnt oldroot
 chmod 1777 tmp
 for d in bin sbin lib lib32 lib64 libx32; do if [ -e "/$d" ]; then ln -s "usr/$d" "$d"; fi; done
-mount -t overlay -o "ro,lowerdir=$W/usr-add:/usr" overlay usr
+mount -t overlay -o "lowerdir=$W/usr-add:/usr,upperdir=$W/usr-upper,workdir=$W/usr-work" overlay usr
 mount -t overlay -o "lowerdir=/etc,upperdir=$W/etc-upper,workdir=$W/etc-work" overlay etc
 mount --bind "$W/units" etc/systemd/system
 mount --bind "$W/var" var
+mkdir -p mnt/host; mount --bind "$W/share" mnt/host
 mount -t proc proc proc
 # A boot id of its own, or journalctl -b cannot tell this boot from the previous one.
 cat /proc/sys/kernel/random/uuid > "$W/boot_id"
@@ -133,6 +135,31 @@ impl MachineBuilder {
         self
     }
 
+    /// A file the machine sees as `/mnt/host/NAME` (read and write).
+    pub fn share(self, name: &str, from: &Path) -> MachineBuilder {
+        let to = self.path("share").join(name);
+        fs::copy(from, &to)
+            .unwrap_or_else(|e| panic!("cannot copy {} to {}: {e}", from.display(), to.display()));
+        self
+    }
+
+    /// The host's package database (`/var/lib/dpkg`) in the machine's `/var`, so that `dpkg`
+    /// in the machine knows what its `/usr` (the host's) holds and can install a package.
+    pub fn host_packages(self) -> MachineBuilder {
+        let to = self.path("var/lib");
+        fs::create_dir_all(&to).expect("cannot create /var/lib");
+        let status = Command::new("cp")
+            .args(["-a", "/var/lib/dpkg"])
+            .arg(&to)
+            .status()
+            .expect("cannot run cp");
+        assert!(
+            status.success(),
+            "cannot copy /var/lib/dpkg into the machine"
+        );
+        self
+    }
+
     fn path(&self, rest: &str) -> PathBuf {
         self.work.path().join(rest)
     }
@@ -185,6 +212,9 @@ impl Machine {
             "etc-work",
             "units",
             "usr-add/bin",
+            "usr-upper",
+            "usr-work",
+            "share",
             "var/log/journal",
         ] {
             fs::create_dir_all(work.path().join(dir)).expect("cannot lay out the machine");

@@ -10,6 +10,7 @@
 //! The units running under a real systemd as PID 1 are tested in [`boot`].
 
 mod boot;
+mod install;
 mod lab;
 
 use std::path::{Path, PathBuf};
