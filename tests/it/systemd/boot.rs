@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use super::lab::{
     ACTIVATE_UNIT, APP, CONFIG, PATIENCE, Repo, UNIT, agent_machine, app_status, command_id,
-    follow_status_text, repository, send_update,
+    follow_status_text, repository, restart_with_config, send_update,
 };
 use crate::support::machine::{EXIT_POWEROFF, EXIT_REBOOT};
 use crate::support::write_password_file;
@@ -32,15 +32,13 @@ fn the_daemon_is_active_only_after_ready_and_its_status_text_follows_the_update(
 
     // Type=notify: systemd calls the unit started only once the daemon said READY=1, which it
     // does after its state is loaded and its control socket answers.
-    machine.write_file(
-        CONFIG,
+    restart_with_config(
+        &machine,
         &format!(
             "{}[update]\nbandwidth_limit_enabled = true\nbandwidth_limit = \"500KB\"\n",
             repository(&url)
         ),
-        0o644,
     );
-    machine.systemctl(&["restart", UNIT]);
     let socket = machine.exec(&["test", "-S", "/run/igel-update-agent/control.sock"]);
     assert!(
         socket.status.success(),
@@ -99,15 +97,13 @@ fn a_stopped_daemon_is_killed_by_the_watchdog_and_the_restarted_one_converges() 
     let (name, text) = drop_in("watchdog", "[Service]\nWatchdogSec=3\nRestartSec=1\n");
     let mut machine = agent_machine("").unit(&name, &text).boot();
     let (_server, url) = repo.serve(&machine, None);
-    machine.write_file(
-        CONFIG,
+    restart_with_config(
+        &machine,
         &format!(
             "{}[update]\nbandwidth_limit_enabled = true\nbandwidth_limit = \"400KB\"\n",
             repository(&url)
         ),
-        0o644,
     );
-    machine.systemctl(&["restart", UNIT]);
     assert_eq!(machine.property(UNIT, "WatchdogUSec"), "3s");
     let first = machine.property(UNIT, "MainPID");
 
@@ -158,8 +154,7 @@ fn systemctl_reload_applies_a_new_bandwidth_limit_to_the_running_transfer() {
             repository(&url)
         )
     };
-    machine.write_file(CONFIG, &config("100KB"), 0o644);
-    machine.systemctl(&["restart", UNIT]);
+    restart_with_config(&machine, &config("100KB"));
 
     let started = Instant::now();
     send_update(&machine, &[(APP, "1.0")], "update");
@@ -201,15 +196,13 @@ fn load_credential_in_a_drop_in_gives_a_repository_its_password() {
         .unit(&name, &text)
         .boot();
     let (_server, url) = repo.serve(&machine, Some(("device", &password_file)));
-    machine.write_file(
-        CONFIG,
+    restart_with_config(
+        &machine,
         &format!(
             "{}auth = \"basic\"\nusername = \"device\"\ncredential = \"branch-office\"\n",
             repository(&url)
         ),
-        0o644,
     );
-    machine.systemctl(&["restart", UNIT]);
     send_update(&machine, &[(APP, "1.0")], "update");
     follow_status_text(&machine, "Update successful");
     assert_eq!(app_status(&machine, APP)["active_version"], "1.0");
@@ -242,8 +235,7 @@ report=/var/lib/igel-update-agent/hook-report
         .etc_file("/etc/igel-update-agent/hooks/activate", hook, 0o755)
         .boot();
     let (_server, url) = repo.serve(&machine, None);
-    machine.write_file(CONFIG, &repository(&url), 0o644);
-    machine.systemctl(&["restart", UNIT]);
+    restart_with_config(&machine, &repository(&url));
     send_update(&machine, &[(APP, "1.0")], "update");
     follow_status_text(&machine, "Update successful");
     assert_eq!(app_status(&machine, APP)["active_version"], "1.0");
@@ -291,8 +283,7 @@ fn the_activate_unit_at_boot_activates_marked_versions_and_leaves_downloaded_one
     repo.add(APP, "2.0", 120_000, false);
     let mut machine = agent_machine("").boot();
     let (server, url) = repo.serve(&machine, None);
-    machine.write_file(CONFIG, &repository(&url), 0o644);
-    machine.systemctl(&["restart", UNIT]);
+    restart_with_config(&machine, &repository(&url));
 
     // "Activate after installation" on: a delivery leaves the version for the next boot.
     send_update(&machine, &[(APP, "1.0")], "delivery");
@@ -360,15 +351,13 @@ fn reboot_immediately_reboots_and_the_next_boot_converges_with_the_story_in_the_
     let data = repo.add(APP, "1.0", 100_000, true);
     let mut machine = agent_machine("").boot();
     let (server, url) = repo.serve(&machine, None);
-    machine.write_file(
-        CONFIG,
+    restart_with_config(
+        &machine,
         &format!(
             "{}[update]\nreboot_after_activation = \"immediately\"\n",
             repository(&url)
         ),
-        0o644,
     );
-    machine.systemctl(&["restart", UNIT]);
     send_update(&machine, &[(APP, "1.0")], "update");
     // The agent activates and calls `systemctl reboot`: PID 1 ends with the reboot status.
     assert_eq!(machine.wait_exit(), EXIT_REBOOT);
@@ -419,8 +408,7 @@ fn the_journal_carries_the_structured_fields() {
     let data = repo.add(APP, "1.0", 300_000, false);
     let mut machine = agent_machine("").boot();
     let (_server, url) = repo.serve(&machine, None);
-    machine.write_file(CONFIG, &repository(&url), 0o644);
-    machine.systemctl(&["restart", UNIT]);
+    restart_with_config(&machine, &repository(&url));
     let reply = send_update(&machine, &[(APP, "1.0")], "update");
     follow_status_text(&machine, "Update successful");
     let entries = machine.journal(UNIT);

@@ -90,6 +90,13 @@ pub(super) fn agent_machine(config: &str) -> MachineBuilder {
     Machine::builder().agent().etc_file(CONFIG, config, 0o644)
 }
 
+/// Writes `agent.toml` and restarts the daemon with it, as an administrator would once the
+/// repository's address is known.
+pub(super) fn restart_with_config(machine: &Machine, config: &str) {
+    machine.write_file(CONFIG, config, 0o644);
+    machine.systemctl(&["restart", UNIT]);
+}
+
 pub(super) fn repository(url: &str) -> String {
     format!("[[repository]]\nname = \"loopback\"\nurl = \"{url}\"\npriority = 100\n")
 }
