@@ -15,7 +15,7 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::Duration;
 
 use crate::support::package::{build_deb, package, write_man_pages};
@@ -37,19 +37,8 @@ fn dpkg_deb(args: &[&str]) -> String {
         .args(args)
         .output()
         .unwrap_or_else(|e| panic!("cannot run dpkg-deb (Debian's dpkg package): {e}"));
-    assert_success(&output, &format!("dpkg-deb {}", args.join(" ")));
+    crate::support::assert_process_success(&output, &format!("dpkg-deb {}", args.join(" ")));
     String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-#[track_caller]
-fn assert_success(output: &Output, what: &str) {
-    assert!(
-        output.status.success(),
-        "{what}: {}\n--- stdout\n{}--- stderr\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
 }
 
 /// The package file, built once per run ([`build_deb`], what an install test takes too).
@@ -254,7 +243,7 @@ fn the_shipped_files_are_the_repository_s_and_the_binary_s_own() {
         .arg("--version")
         .output()
         .expect("cannot run the packaged binary");
-    assert_success(&output, "igel-update-agent --version");
+    crate::support::assert_process_success(&output, "igel-update-agent --version");
     assert!(String::from_utf8_lossy(&output.stdout).starts_with("igel-update-agent "));
 }
 
@@ -296,7 +285,7 @@ fn maintainer_script(control: &Path, name: &str) -> String {
         .arg(&path)
         .output()
         .expect("cannot run sh");
-    assert_success(&output, &format!("sh -n {name}"));
+    crate::support::assert_process_success(&output, &format!("sh -n {name}"));
     fs::read_to_string(&path).expect("a text script")
 }
 

@@ -35,17 +35,6 @@ fn run_tool(program: &str, args: &[&str], package: &str) -> Output {
     }
 }
 
-#[track_caller]
-fn assert_tool_success(output: &Output, what: &str) {
-    assert!(
-        output.status.success(),
-        "{what}: {}\n--- stdout\n{}--- stderr\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
 #[test]
 fn completions_for_every_shell_name_the_commands() {
     for shell in SHELLS {
@@ -94,7 +83,7 @@ fn every_shell_accepts_its_script() {
         let mut args = check.to_vec();
         args.push(file.to_str().expect("a UTF-8 path"));
         let output = run_tool(shell, &args, package);
-        assert_tool_success(&output, &format!("{shell} {}", args.join(" ")));
+        crate::support::assert_process_success(&output, &format!("{shell} {}", args.join(" ")));
     }
 }
 
@@ -113,7 +102,7 @@ fn bash_completes(script: &Path, words: &[&str], current: &str) -> Vec<String> {
         words.last().expect("at least the program"),
     );
     let output = run_tool("bash", &["-c", &program], "bash");
-    assert_tool_success(&output, "bash completion");
+    crate::support::assert_process_success(&output, "bash completion");
     String::from_utf8_lossy(&output.stdout)
         .lines()
         .map(str::to_string)
@@ -148,7 +137,7 @@ fn fish_completes_commands_and_the_options_of_subcommands() {
         script.display()
     );
     let output = run_tool("fish", &["--no-config", "-c", &program], "fish");
-    assert_tool_success(&output, "fish completion");
+    crate::support::assert_process_success(&output, "fish completion");
     let offered: Vec<String> = String::from_utf8_lossy(&output.stdout)
         .lines()
         .filter_map(|l| l.split('\t').next().map(str::to_string))

@@ -85,6 +85,19 @@ pub fn part_path(
         .join(format!("{path}.part"))
 }
 
+/// Panics unless a finished tool (`Command::output`) succeeded, with its status and what it
+/// printed; `what` names it.
+#[track_caller]
+pub fn assert_process_success(output: &std::process::Output, what: &str) {
+    assert!(
+        output.status.success(),
+        "{what}: {}\n--- stdout\n{}--- stderr\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 /// A fresh temporary directory whose name starts with `igel-test-<prefix>`, so leftovers of a
 /// crashed test are easy to recognise under the temp dir.
 pub fn temp_dir(prefix: &str) -> tempfile::TempDir {
