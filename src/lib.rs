@@ -7,6 +7,7 @@
 pub(crate) mod agent;
 pub(crate) mod bandwidth;
 pub(crate) mod check;
+pub mod chunks;
 pub mod cli;
 pub(crate) mod config;
 pub(crate) mod control;
