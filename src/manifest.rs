@@ -39,6 +39,27 @@ pub struct FileSpec {
     pub path: String,
     pub size: u64,
     pub sha256: String,
+    /// The file's chunk index (`crate::chunks`), when the repository publishes one: what lets
+    /// a device fetch only the chunks it lacks. Without it the file is downloaded whole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunks: Option<ChunkIndexRef>,
+}
+
+/// Where a file's chunk index is, beside the file, and what it must be. Its small-chunk lists
+/// are at the same path with `.fine` added (hints, checked otherwise: see `crate::chunks`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChunkIndexRef {
+    pub path: String,
+    pub size: u64,
+    pub sha256: String,
+}
+
+impl ChunkIndexRef {
+    /// The path of the small-chunk lists that go with this index.
+    pub fn fine_path(&self) -> String {
+        format!("{}.fine", self.path)
+    }
 }
 
 /// A validated `app.json`.
@@ -92,7 +113,50 @@ impl Manifest {
             }
             check_sha256(&file.sha256).map_err(|r| field_error(format!("files[{i}].sha256"), r))?;
         }
+        let mut indexes = std::collections::HashSet::new();
+        for (i, file) in self.files.iter().enumerate() {
+            if let Some(index) = &file.chunks {
+                self.check_chunk_index(i, index, &seen)?;
+                if !indexes.insert(index.path.as_str()) {
+                    return Err(field_error(
+                        format!("files[{i}].chunks.path"),
+                        format!("`{}` is the chunk index of another file too", index.path),
+                    ));
+                }
+            }
+        }
         Ok(())
+    }
+
+    /// A chunk index is a file of its own beside the app's files: a valid path that is
+    /// neither the manifest nor one of the listed files, of a bounded size.
+    fn check_chunk_index(
+        &self,
+        i: usize,
+        index: &ChunkIndexRef,
+        files: &std::collections::HashSet<&str>,
+    ) -> Result<(), ManifestError> {
+        let field = |name: &str| format!("files[{i}].chunks.{name}");
+        for path in [index.path.clone(), index.fine_path()] {
+            check_file_path(&path).map_err(|r| field_error(field("path"), r))?;
+            if path == "app.json" || files.contains(path.as_str()) {
+                return Err(field_error(
+                    field("path"),
+                    format!("`{path}` is a file of the app (or the manifest), not its chunk index"),
+                ));
+            }
+        }
+        if index.size > crate::chunks::MAX_INDEX_BYTES {
+            return Err(field_error(
+                field("size"),
+                format!(
+                    "{} bytes is over the limit of {} for a chunk index",
+                    index.size,
+                    crate::chunks::MAX_INDEX_BYTES
+                ),
+            ));
+        }
+        check_sha256(&index.sha256).map_err(|r| field_error(field("sha256"), r))
     }
 
     /// Whether two manifests describe the same bytes (the order of the files and the JSON's
@@ -336,6 +400,56 @@ mod tests {
         assert!(err.unwrap_err().to_string().contains("files[0].size"));
         let err = Manifest::parse(manifest_json("a", 1, "abc").as_bytes());
         assert!(err.unwrap_err().to_string().contains("files[0].sha256"));
+    }
+
+    fn with_index(index: &str) -> String {
+        format!(
+            r#"{{"name":"a","version":"1","files":[{{"path":"f","size":1,"sha256":"{SHA}","chunks":{index}}},{{"path":"g","size":1,"sha256":"{SHA}"}}]}}"#
+        )
+    }
+
+    #[test]
+    fn a_chunk_index_is_optional_and_checked_naming_its_field() {
+        let ok = with_index(&format!(
+            r#"{{"path":"f.chunks","size":64,"sha256":"{SHA}"}}"#
+        ));
+        let m = Manifest::parse(ok.as_bytes()).unwrap();
+        let index = m.files[0].chunks.as_ref().unwrap();
+        assert_eq!(
+            (index.path.as_str(), index.fine_path()),
+            ("f.chunks", "f.chunks.fine".to_string())
+        );
+        assert!(m.files[1].chunks.is_none());
+        for (index, field) in [
+            (
+                r#"{"path":"../x","size":1,"sha256":"SHA"}"#,
+                "files[0].chunks.path",
+            ),
+            (
+                r#"{"path":"g","size":1,"sha256":"SHA"}"#,
+                "files[0].chunks.path",
+            ),
+            (
+                r#"{"path":"app.json","size":1,"sha256":"SHA"}"#,
+                "files[0].chunks.path",
+            ),
+            (
+                r#"{"path":"f.chunks","size":999999999,"sha256":"SHA"}"#,
+                "files[0].chunks.size",
+            ),
+            (
+                r#"{"path":"f.chunks","size":1,"sha256":"x"}"#,
+                "files[0].chunks.sha256",
+            ),
+            (
+                r#"{"path":"f.chunks","size":1,"sha256":"SHA","x":1}"#,
+                "unknown field",
+            ),
+        ] {
+            let json = with_index(&index.replace("SHA", SHA));
+            let err = Manifest::parse(json.as_bytes()).unwrap_err().to_string();
+            assert!(err.contains(field), "{index}: {err}");
+        }
     }
 
     #[test]

@@ -54,7 +54,7 @@ mod tests;
 
 pub use chunker::{Chunker, LargeChunk, SmallChunk, chunk_reader};
 pub use format::{
-    FINE_ENTRY_BYTES, HEADER_BYTES, Index, IndexError, LARGE_ENTRY_BYTES, LargeEntry,
+    FINE_ENTRY_BYTES, HEADER_BYTES, Index, IndexError, LARGE_ENTRY_BYTES, LargeEntry, MAGIC,
     MAX_INDEX_BYTES, fine_entries, parse_fine_list,
 };
 

@@ -12,7 +12,10 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use super::RepoServerError;
-use crate::manifest::{self, FileSpec, MAX_MANIFEST_BYTES, Manifest, ManifestError};
+
+mod chunk_files;
+
+use crate::manifest::{self, MAX_MANIFEST_BYTES, Manifest, ManifestError};
 
 const MANIFEST_NAME: &str = "app.json";
 /// Prefix of the temporary file an `app.json` is written to before the rename; a leftover from
@@ -193,11 +196,15 @@ fn build_manifest(
     dir: &Path,
     mut paths: Vec<String>,
 ) -> Result<Vec<u8>, RepoServerError> {
+    // The chunk indexes written beside large files (`chunk_files`) are not files of the app.
     paths.sort();
+    let all: std::collections::HashSet<&str> = paths.iter().map(String::as_str).collect();
     let mut files = Vec::with_capacity(paths.len());
-    for path in paths {
-        let (size, sha256) = hash_file(&dir.join(&path))?;
-        files.push(FileSpec { path, size, sha256 });
+    for path in &paths {
+        if chunk_files::is_index_file(dir, path, &all) {
+            continue;
+        }
+        files.push(chunk_files::describe(dir, path)?);
     }
     let manifest = Manifest {
         name: app.to_owned(),
@@ -228,7 +235,7 @@ fn collect_files(
     problems: &mut Vec<RepoServerError>,
 ) -> Result<(), RepoServerError> {
     for (name, path, kind) in entries(&root.join(rel_dir), problems)? {
-        if rel_dir.is_empty() && (name == MANIFEST_NAME || name.starts_with(TEMP_PREFIX)) {
+        if (rel_dir.is_empty() && name == MANIFEST_NAME) || name.starts_with(TEMP_PREFIX) {
             continue;
         }
         let rel = if rel_dir.is_empty() {

@@ -348,6 +348,7 @@ mod tests {
                 path: "bin/x".into(),
                 size: 2,
                 sha256: sha256_hex(b"hi"),
+                chunks: None,
             }],
             reboot: false,
         };

@@ -210,3 +210,39 @@ fn fixtures_are_indexed() {
         );
     }
 }
+
+#[test]
+fn large_files_get_a_chunk_index_beside_them_that_is_never_listed_as_a_file() {
+    let repo = tempfile::tempdir().unwrap();
+    let version = repo.path().join("app/1");
+    let big: Vec<u8> = (0..600_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    write(&version.join("lib/big.bin"), &big);
+    write(&version.join("small.bin"), b"small");
+    // Left behind by a file that is gone: recognized by its first bytes, not listed.
+    write(&version.join("gone.bin.chunks"), b"igelcidx and the rest");
+    for _ in 0..2 {
+        let written = index(repo.path()).unwrap();
+        let manifest = read_manifest(&written[0]);
+        let paths: Vec<&str> = manifest.files.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(paths, ["lib/big.bin", "small.bin"]);
+        assert!(manifest.files[1].chunks.is_none());
+        let chunks = manifest.files[0].chunks.as_ref().unwrap();
+        assert_eq!(chunks.path, "lib/big.bin.chunks");
+        let bytes = fs::read(version.join(&chunks.path)).unwrap();
+        assert_eq!(
+            (bytes.len() as u64, manifest::sha256_hex(&bytes)),
+            (chunks.size, chunks.sha256.clone())
+        );
+        let parsed = crate::chunks::Index::parse(&bytes, big.len() as u64).unwrap();
+        let fine = fs::read(version.join(chunks.fine_path())).unwrap();
+        assert_eq!(fine.len() as u64, parsed.fine_bytes());
+        // Readable by the web server, like app.json.
+        let mode = fs::metadata(version.join(chunks.fine_path()))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o644);
+    }
+}
