@@ -242,6 +242,20 @@ impl Agent {
         let observer = JournalObserver {
             store: self.store.clone(),
         };
+        // The versions whose files may hold chunks of the new ones: the active one first.
+        let hints_versions: Vec<String> = {
+            let state = self.store.snapshot();
+            let record = state.apps.iter().find(|a| &a.name == name);
+            let mut versions: Vec<String> = record
+                .into_iter()
+                .flat_map(|r| [r.active_version.clone(), r.previous_version.clone()])
+                .flatten()
+                .chain(self.store.current_version(name))
+                .filter(|v| v != version)
+                .collect();
+            versions.dedup();
+            versions
+        };
         let fetches = p.manifest.files.iter().map(|f| {
             let job = FileJob {
                 app: name.clone(),
@@ -251,6 +265,7 @@ impl Agent {
                 part: self.store.part_file(name, version, &f.path),
                 local: self.store.staged_file(name, version, &f.path),
                 if_range: hints.get(&f.path).and_then(if_range),
+                seeds: seeds(&self.store, name, version, &f.path, &hints_versions),
             };
             let (slots, observer) = (slots.clone(), &observer);
             async move {
@@ -286,22 +301,66 @@ impl Agent {
             .await
             .map_err(|e| e.to_string())?
             .map_err(store_err)?;
-        self.store
+        let reused = self
+            .store
             .update(|s| {
-                if let Some(record) = s.app_mut(name) {
+                s.app_mut(name).map_or(0, |record| {
                     record.bytes_done = record.bytes_total;
                     record.repository = Some(repository.clone());
                     record.files.clear();
-                }
+                    record.bytes_reused.min(record.bytes_total)
+                })
             })
             .map_err(store_err)?;
-        tracing::info!(app = %name, version = %version, repository = %repository, bytes = p.manifest.total_bytes(),
-            "{name} {version}: downloaded and verified from {repository}");
+        let total = p.manifest.total_bytes();
+        if reused > 0 {
+            tracing::info!(app = %name, version = %version, repository = %repository, bytes = total, bytes_reused = reused,
+                "{name} {version}: downloaded and verified from {repository} ({} copied from the device, {} downloaded)",
+                report::human_bytes(reused), report::human_bytes(total - reused));
+        } else {
+            tracing::info!(app = %name, version = %version, repository = %repository, bytes = total,
+                "{name} {version}: downloaded and verified from {repository}");
+        }
         let at_boot = self.settings.update.activate_after_installation;
         self.transition(name, Event::Staged { at_boot }, None)
             .map_err(store_err)?;
         Ok(())
     }
+}
+
+/// The files of `versions` of `app` a delta of `path` may copy chunks from: the same path in
+/// each, or, when a version has no file of that name, its files of at least the size worth a
+/// chunk index (file names often carry the version). At most 8.
+fn seeds(
+    store: &Store,
+    app: &str,
+    version: &str,
+    path: &str,
+    versions: &[String],
+) -> Vec<std::path::PathBuf> {
+    let mut seeds = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for v in versions {
+        if v == version || !seen.insert(v.clone()) {
+            continue;
+        }
+        let dir = store.version_dir(app, v);
+        let same = dir.join(path);
+        if same.is_file() {
+            seeds.push(same);
+        } else if let Some(manifest) = store.stored_manifest(&dir) {
+            seeds.extend(
+                manifest
+                    .files
+                    .iter()
+                    .filter(|f| f.size >= crate::chunks::MIN_SEED_BYTES)
+                    .map(|f| dir.join(&f.path))
+                    .filter(|p| p.is_file()),
+            );
+        }
+    }
+    seeds.truncate(8);
+    seeds
 }
 
 /// What a transfer may send in `If-Range` for a part file the journal has a hint for.
@@ -350,6 +409,23 @@ impl Observer for JournalObserver {
         if let Err(e) = result {
             tracing::warn!("cannot record progress: {e}");
         }
+    }
+
+    fn reused(&self, job: &FileJob, bytes: u64) {
+        let result = self.store.progress(|s| {
+            if let Some(app) = s.app_mut(&job.app) {
+                app.bytes_reused = app.bytes_reused.saturating_add(bytes);
+            }
+        });
+        if let Err(e) = result {
+            tracing::warn!("cannot record progress: {e}");
+        }
+    }
+
+    fn delta_fallback(&self, job: &FileJob, reason: &str) {
+        tracing::info!(app = %job.app, version = %job.version,
+            "{} {}: {}: downloading the whole file instead of its changed chunks: {reason}",
+            job.app, job.version, job.spec.path);
     }
 
     fn failover(&self, job: &FileJob, repository: &str, reason: &str, not_found: bool) {

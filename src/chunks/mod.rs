@@ -58,6 +58,9 @@ pub use format::{
     MAX_INDEX_BYTES, fine_entries, parse_fine_list,
 };
 
+/// Local files smaller than this are not searched for chunks of another file.
+pub const MIN_SEED_BYTES: u64 = 256 * 1024;
+
 /// The suffix of a file's chunk index beside it in a repository.
 pub const INDEX_SUFFIX: &str = ".chunks";
 /// The suffix of a file's small-chunk lists, beside its index.
@@ -90,7 +93,7 @@ impl Params {
 
     /// Bounds that keep the chunker within fastcdc's ranges and a device's memory small.
     pub fn check(&self) -> Result<(), String> {
-        let even = |v: u32| v % 2 == 0;
+        let even = |v: u32| v.is_multiple_of(2);
         let ok = (64..=65_534).contains(&self.small_min)
             && (256..=65_534).contains(&self.small_avg)
             && (1024..=65_534).contains(&self.small_max)

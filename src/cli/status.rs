@@ -210,7 +210,7 @@ fn progress_line(app: &crate::report::AppStatus, rate: f64, name_width: usize) -
         String::new()
     };
     format!(
-        "{:<name_width$}  [{}{}] {pct:>3}% {:>10} / {:<10} {:>12} {:<9} {}",
+        "{:<name_width$}  [{}{}] {pct:>3}% {:>10} / {:<10} {:>12} {:<9} {}{}",
         format!("{} {}", app.name, app.version),
         "#".repeat(filled),
         "-".repeat(WIDTH as usize - filled),
@@ -218,6 +218,7 @@ fn progress_line(app: &crate::report::AppStatus, rate: f64, name_width: usize) -
         human_bytes(app.bytes_total),
         rate,
         eta,
-        app.state
+        app.state,
+        crate::report::reused_note(app.bytes_reused)
     )
 }

@@ -65,8 +65,21 @@ pub struct AppStatus {
     pub active_version: Option<String>,
     pub bytes_done: u64,
     pub bytes_total: u64,
+    /// Of `bytes_done`, how many a delta update copied from the device instead of
+    /// downloading them.
+    #[serde(default)]
+    pub bytes_reused: u64,
     pub repository: Option<String>,
     pub error: Option<String>,
+}
+
+/// ` (2.9 MiB reused)` when a delta update copied bytes from the device, else nothing.
+pub fn reused_note(bytes: u64) -> String {
+    if bytes > 0 {
+        format!(" ({} reused)", human_bytes(bytes))
+    } else {
+        String::new()
+    }
 }
 
 /// One waiting command, as `status` shows the queue.
@@ -159,6 +172,7 @@ impl Status {
                     active_version: a.active_version.clone(),
                     bytes_done: a.bytes_done,
                     bytes_total: a.bytes_total,
+                    bytes_reused: a.bytes_reused,
                     repository: a.repository.clone(),
                     error: a.error.clone(),
                 })
@@ -251,9 +265,10 @@ impl Status {
                     a.version.clone(),
                     state,
                     format!(
-                        "{} / {}",
+                        "{} / {}{}",
                         human_bytes(a.bytes_done),
-                        human_bytes(a.bytes_total)
+                        human_bytes(a.bytes_total),
+                        reused_note(a.bytes_reused)
                     ),
                     a.repository.clone().unwrap_or_else(|| "-".into()),
                 ]

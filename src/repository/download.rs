@@ -78,6 +78,88 @@ impl Repository {
     }
 }
 
+/// The answer to a request for one byte range.
+pub enum RangeAnswer {
+    /// A `206` for exactly the bytes asked for, of a file of the expected size.
+    Partial(Box<Download>),
+    /// A `200`: the server ignores `Range` (or its copy changed since the `If-Range`
+    /// validator). The response is dropped unread, which closes its connection.
+    Whole,
+}
+
+impl Repository {
+    /// GETs bytes `start..=end` of a file of `size` bytes with a plain single-range request.
+    /// Strict: a `206` must say `bytes START-END/SIZE` for exactly this range; anything else
+    /// is a protocol error.
+    pub async fn download_range(
+        &self,
+        rel: &str,
+        start: u64,
+        end: u64,
+        size: u64,
+        if_range: Option<&str>,
+    ) -> Result<RangeAnswer, RepositoryError> {
+        let url = self.url_for(rel)?;
+        let protocol = |reason: String| RepositoryError::Protocol {
+            url: url.clone(),
+            reason,
+        };
+        let mut headers = HeaderMap::new();
+        let range = HeaderValue::from_str(&format!("bytes={start}-{end}"))
+            .map_err(|e| protocol(e.to_string()))?;
+        headers.insert(RANGE, range);
+        if let Some(v) = if_range.and_then(|v| HeaderValue::from_str(v).ok()) {
+            headers.insert(IF_RANGE, v);
+        }
+        let response = self.send(Method::GET, &url, headers, None).await?;
+        if response.status() != StatusCode::PARTIAL_CONTENT {
+            drop(response);
+            return Ok(RangeAnswer::Whole);
+        }
+        let validator = resume_validator(response.headers());
+        let answered = exact_content_range(response.headers());
+        if answered != Some((start, end, Some(size))) {
+            let said = response
+                .headers()
+                .get(CONTENT_RANGE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("nothing")
+                .to_string();
+            return Err(protocol(format!(
+                "asked for bytes {start}-{end} of {size}, the server's Content-Range says {said:?}"
+            )));
+        }
+        if let Some(length) = response.content_length()
+            && length != end - start + 1
+        {
+            return Err(protocol(format!(
+                "a 206 for {} bytes came with Content-Length {length}",
+                end - start + 1
+            )));
+        }
+        Ok(RangeAnswer::Partial(Box::new(Download {
+            response,
+            start,
+            total: Some(size),
+            validator,
+            url,
+        })))
+    }
+}
+
+/// `bytes START-END/TOTAL` -> (START, END, TOTAL), `TOTAL` `None` for `*`.
+fn exact_content_range(headers: &HeaderMap) -> Option<(u64, u64, Option<u64>)> {
+    let value = headers.get(CONTENT_RANGE)?.to_str().ok()?;
+    let rest = value.trim().strip_prefix("bytes ")?;
+    let (range, total) = rest.split_once('/')?;
+    let (start, end) = range.split_once('-')?;
+    Some((
+        start.trim().parse().ok()?,
+        end.trim().parse().ok()?,
+        total.trim().parse().ok(),
+    ))
+}
+
 /// Reads the next piece of a download body.
 pub async fn next_chunk(download: &mut Download) -> Result<Option<Bytes>, RepositoryError> {
     download
@@ -137,5 +219,12 @@ mod tests {
         assert_eq!(parse_content_range(&h), Some((5, None)));
         h.insert(CONTENT_RANGE, HeaderValue::from_static("garbage"));
         assert_eq!(parse_content_range(&h), None);
+        h.insert(
+            CONTENT_RANGE,
+            HeaderValue::from_static("bytes 100-199/1000"),
+        );
+        assert_eq!(exact_content_range(&h), Some((100, 199, Some(1000))));
+        h.insert(CONTENT_RANGE, HeaderValue::from_static("bytes 100-x/1000"));
+        assert_eq!(exact_content_range(&h), None);
     }
 }

@@ -16,7 +16,7 @@ pub mod listing;
 pub mod stall;
 
 pub use document::fetch_idf;
-pub use download::next_chunk;
+pub use download::{Download, RangeAnswer, next_chunk};
 pub use error::{FailureKind, RepositoryError, Retry, TlsFailure};
 
 use std::sync::Arc;

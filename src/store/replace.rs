@@ -20,7 +20,7 @@ impl Store {
                 .is_some_and(|m| m.same_content(manifest))
     }
 
-    fn stored_manifest(&self, dir: &Path) -> Option<Manifest> {
+    pub(crate) fn stored_manifest(&self, dir: &Path) -> Option<Manifest> {
         let bytes = crate::durable::read_regular(
             &dir.join("app.json"),
             crate::manifest::MAX_MANIFEST_BYTES as u64,

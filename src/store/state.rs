@@ -73,6 +73,9 @@ pub struct AppRecord {
     pub bytes_done: u64,
     #[serde(default)]
     pub bytes_total: u64,
+    /// Of `bytes_done`, how many a delta update copied from the device instead of downloading.
+    #[serde(default)]
+    pub bytes_reused: u64,
     #[serde(default)]
     pub repository: Option<String>,
     #[serde(default)]
@@ -112,6 +115,7 @@ impl AppRecord {
             active_version: None,
             bytes_done: 0,
             bytes_total: 0,
+            bytes_reused: 0,
             repository: None,
             error: None,
             files: BTreeMap::new(),

@@ -14,6 +14,7 @@
 //! store), and what the transfer learns of a source goes to its [`Observer`] as a [`Source`],
 //! which the agent turns into what the store keeps.
 
+mod delta;
 mod part;
 pub mod retry;
 
@@ -70,6 +71,9 @@ pub struct FileJob {
     pub local: PathBuf,
     /// What an earlier run learned of the copy the part file came from, if anything.
     pub if_range: Option<IfRange>,
+    /// Local files that may hold much of this file's content (the same file of the app's
+    /// active and previous versions): with a chunk index, only what they lack is downloaded.
+    pub seeds: Vec<PathBuf>,
 }
 
 /// The validator an earlier run got from `repository` for the bytes already in the part
@@ -100,6 +104,10 @@ pub trait Observer: Send + Sync {
     /// A repository failed for this file (`not_found`: it does not have it) and the next is
     /// tried.
     fn failover(&self, job: &FileJob, repository: &str, reason: &str, not_found: bool);
+    /// `bytes` of the part file's growth were copied from the device, not downloaded.
+    fn reused(&self, job: &FileJob, bytes: u64);
+    /// The delta path gave up for `reason`; the file is downloaded whole.
+    fn delta_fallback(&self, job: &FileJob, reason: &str);
 }
 
 /// A verified file: which repository completed it.
@@ -161,6 +169,19 @@ impl Transfer {
             return Err(TransferError::NoRepository {
                 file: job.remote.clone(),
             });
+        }
+        if let Some(index) = &job.spec.chunks {
+            if job.seeds.is_empty() {
+                tracing::debug!(app = %job.app, "{}: nothing on the device to reuse; downloading it whole", job.spec.path);
+            } else {
+                match self.fetch_delta(job, index, observer).await {
+                    Ok(fetched) => return Ok(fetched),
+                    Err(delta::DeltaError::Local(e)) => return Err(local(e)),
+                    Err(delta::DeltaError::Fallback(reason)) => {
+                        observer.delta_fallback(job, &reason)
+                    }
+                }
+            }
         }
         let (part, target, size) = (job.part.clone(), job.local.clone(), job.spec.size);
         let part = tokio::task::spawn_blocking(move || PartFile::open(&part, &target, size))

@@ -3,5 +3,6 @@
 
 mod auth;
 mod bandwidth;
+mod delta;
 mod failover;
 mod resume;

@@ -1,0 +1,306 @@
+//! Reading byte ranges of one remote file, in increasing order, with plain single-range
+//! requests (DESIGN 9 for everything else): the repositories in priority order, retries with
+//! backoff, stall detection, the one device-wide bandwidth limit for every byte received
+//! (the bytes of a merged gap included).
+//!
+//! The ranges to be read are known in advance ([`plan`]): neighbours and gaps of up to
+//! [`MERGE_GAP`] bytes are merged into one request of at most [`MAX_REQUEST`] bytes, and a read
+//! inside a planned request is served from the open response. A read outside the plan (a local
+//! chunk that turned out to be damaged) gets a request of its own.
+//!
+//! A repository that answers a range request with `200` cannot serve this update by ranges:
+//! the response is dropped unread (closing its connection) and the next repository is asked.
+//! A `206` must be exactly the range asked for (`download_range`); a validator from the first
+//! answer is sent in `If-Range` on the later requests to that repository, so a file replaced
+//! in the middle of the update is noticed (`200`) instead of spliced.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::super::Transfer;
+use crate::bandwidth::Meter;
+use crate::repository::stall::SpeedWindow;
+use crate::repository::{self, Repository, RepositoryError};
+use crate::repository::{Download, RangeAnswer};
+
+/// Gaps up to this size between two needed ranges are downloaded rather than split into two
+/// requests: a request costs about 250 bytes of response headers and a round trip, and at the
+/// 2 MB/s of a typical branch office 1 KiB is half a millisecond.
+pub const MERGE_GAP: u64 = 1024;
+/// The largest single request, so that a failure costs at most this much again.
+pub const MAX_REQUEST: u64 = 16 * 1024 * 1024;
+
+/// `needed` (start, length) in increasing order -> merged requests (start, end exclusive).
+pub fn plan(needed: impl IntoIterator<Item = (u64, u64)>) -> Vec<(u64, u64)> {
+    let mut out: Vec<(u64, u64)> = Vec::new();
+    for (start, len) in needed {
+        let end = start + len;
+        match out.last_mut() {
+            Some(last) if start <= last.1 + MERGE_GAP && end - last.0 <= MAX_REQUEST => {
+                last.1 = last.1.max(end);
+            }
+            _ => out.push((start, end)),
+        }
+    }
+    out
+}
+
+/// Why the ranges could not be read: every repository's reason.
+pub struct Exhausted(pub Vec<(String, String)>);
+
+struct Open {
+    download: Box<Download>,
+    /// File offset of the next byte of `pending`, then of the body.
+    pos: u64,
+    end: u64,
+    pending: Bytes,
+    window: SpeedWindow,
+}
+
+pub struct RangeReader<'a> {
+    transfer: &'a Transfer,
+    remote: String,
+    size: u64,
+    plan: Vec<(u64, u64)>,
+    next: usize,
+    open: Option<Open>,
+    repo: usize,
+    failures: u32,
+    meter: Meter,
+    validators: HashMap<String, String>,
+    reasons: Vec<(String, String)>,
+    /// Bytes received over the network (gaps included).
+    pub received: u64,
+}
+
+impl<'a> RangeReader<'a> {
+    pub fn new(transfer: &'a Transfer, remote: String, size: u64, plan: Vec<(u64, u64)>) -> Self {
+        RangeReader {
+            transfer,
+            remote,
+            size,
+            plan,
+            next: 0,
+            open: None,
+            repo: 0,
+            failures: 0,
+            meter: Meter::default(),
+            validators: HashMap::new(),
+            reasons: Vec::new(),
+            received: 0,
+        }
+    }
+
+    /// The repository the last bytes came from.
+    pub fn repository(&self) -> Option<&str> {
+        self.transfer.repositories.get(self.repo).map(|r| r.name())
+    }
+
+    /// Reads bytes `start..start + len` into `out` (appended).
+    pub async fn read(&mut self, start: u64, len: u64, out: &mut Vec<u8>) -> Result<(), Exhausted> {
+        let end = start + len;
+        let mut at = start;
+        while at < end {
+            let Some(repo) = self.transfer.repositories.get(self.repo).cloned() else {
+                return Err(Exhausted(std::mem::take(&mut self.reasons)));
+            };
+            if let Some(reason) = self.transfer.down.skipped(repo.name()) {
+                self.next_repository(&repo, reason);
+                continue;
+            }
+            match self.step(&repo, at, end, out).await {
+                Ok(n) => {
+                    at += n;
+                    if n > 0 {
+                        self.failures = 0;
+                    }
+                }
+                Err(Step::NoRanges) => self.next_repository(
+                    &repo,
+                    "answers range requests with the whole file (200); it cannot serve a delta"
+                        .into(),
+                ),
+                Err(Step::Failed(e)) => {
+                    self.open = None;
+                    if e.is_retryable() {
+                        self.failures += 1;
+                        if let Some(pause) = self.transfer.policy.next_pause(self.failures, &e) {
+                            tracing::info!(
+                                "{}: {}: {e}; retrying in {:.1}s",
+                                repo.name(),
+                                self.remote,
+                                pause.as_secs_f64()
+                            );
+                            tokio::time::sleep(pause).await;
+                            continue;
+                        }
+                        self.transfer.down.note(repo.name(), &e);
+                    }
+                    self.next_repository(&repo, e.to_string());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Gives up on the repository the last bytes came from (they were wrong), and starts
+    /// over from the plan's beginning with the next.
+    pub fn skip_repository(&mut self, reason: String) {
+        if let Some(repo) = self.transfer.repositories.get(self.repo).cloned() {
+            self.next_repository(&repo, reason);
+        }
+        self.next = 0;
+    }
+
+    fn next_repository(&mut self, repo: &Repository, reason: String) {
+        self.open = None;
+        self.failures = 0;
+        self.reasons.push((repo.name().to_string(), reason));
+        self.repo += 1;
+    }
+
+    /// Moves the open response to `at` (or opens one that starts there) and appends what it
+    /// has of `at..end` to `out`; returns how many bytes were appended.
+    async fn step(
+        &mut self,
+        repo: &Arc<Repository>,
+        at: u64,
+        end: u64,
+        out: &mut Vec<u8>,
+    ) -> Result<u64, Step> {
+        if !self
+            .open
+            .as_ref()
+            .is_some_and(|o| o.pos <= at && at < o.end)
+        {
+            self.open = None;
+            while self.plan.get(self.next).is_some_and(|p| p.1 <= at) {
+                self.next += 1;
+            }
+            let until = match self.plan.get(self.next) {
+                Some(&(s, e)) if s <= at => e.max(end),
+                _ => end,
+            };
+            self.open = Some(self.request(repo, at, until).await?);
+        }
+        let open = self.open.as_mut().expect("opened above");
+        if open.pending.is_empty() {
+            let asked = Instant::now();
+            let Some(piece) = repository::next_chunk(&mut open.download).await? else {
+                let url = open.download.url.clone();
+                return Err(Step::Failed(RepositoryError::Connection {
+                    url,
+                    kind: repository::FailureKind::Body,
+                    message: format!("the response ended at byte {} of {}", open.pos, open.end),
+                }));
+            };
+            if let Some(rate) = open
+                .window
+                .read(&self.transfer.stall, asked.elapsed(), piece.len())
+            {
+                let url = open.download.url.clone();
+                return Err(Step::Failed(RepositoryError::stalled(
+                    url,
+                    rate,
+                    &self.transfer.stall,
+                )));
+            }
+            let room = (open.end - open.pos) as usize;
+            if piece.len() > room {
+                let url = open.download.url.clone();
+                return Err(Step::Failed(RepositoryError::Protocol {
+                    url,
+                    reason: "the server sent more than the range asked for".into(),
+                }));
+            }
+            // Charged as it arrives, a burst's worth at a time.
+            let mut rest = piece.len();
+            while rest > 0 {
+                let n = self.transfer.bandwidth.piece_size().min(rest);
+                self.transfer.bandwidth.charge(&mut self.meter, n).await;
+                rest -= n;
+            }
+            self.received += piece.len() as u64;
+            open.pending = piece;
+        }
+        // Skip a merged gap, then take what is wanted.
+        let skip = (at - open.pos).min(open.pending.len() as u64) as usize;
+        let _ = open.pending.split_to(skip);
+        open.pos += skip as u64;
+        if open.pos < at {
+            return Ok(0);
+        }
+        let take = ((end - at) as usize).min(open.pending.len());
+        out.extend_from_slice(&open.pending.split_to(take));
+        open.pos += take as u64;
+        if open.pos == open.end {
+            self.open = None;
+        }
+        Ok(take as u64)
+    }
+
+    async fn request(
+        &mut self,
+        repo: &Arc<Repository>,
+        start: u64,
+        end: u64,
+    ) -> Result<Open, Step> {
+        let validator = self.validators.get(repo.name()).cloned();
+        let answer = repo
+            .download_range(
+                &self.remote,
+                start,
+                end - 1,
+                self.size,
+                validator.as_deref(),
+            )
+            .await?;
+        match answer {
+            RangeAnswer::Whole => Err(Step::NoRanges),
+            RangeAnswer::Partial(download) => {
+                if let Some(v) = &download.validator {
+                    self.validators
+                        .entry(repo.name().to_string())
+                        .or_insert_with(|| v.clone());
+                }
+                Ok(Open {
+                    download,
+                    pos: start,
+                    end,
+                    pending: Bytes::new(),
+                    window: SpeedWindow::new(),
+                })
+            }
+        }
+    }
+}
+
+enum Step {
+    NoRanges,
+    Failed(RepositoryError),
+}
+
+impl From<RepositoryError> for Step {
+    fn from(e: RepositoryError) -> Self {
+        Step::Failed(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn neighbours_and_small_gaps_merge_and_requests_stay_bounded() {
+        assert_eq!(plan([(0, 10), (10, 5), (1039, 1)]), vec![(0, 1040)]);
+        assert_eq!(plan([(0, 10), (1035, 1)]), vec![(0, 10), (1035, 1036)]);
+        let big = plan((0..40).map(|i| (i * 1024 * 1024, 1024 * 1024)));
+        assert!(big.iter().all(|(s, e)| e - s <= MAX_REQUEST));
+        assert_eq!(big.len(), 3);
+        assert_eq!(big.last().unwrap().1, 40 * 1024 * 1024);
+        assert!(plan([]).is_empty());
+    }
+}
