@@ -48,11 +48,13 @@
 //! ```
 
 mod chunker;
+mod estimate;
 mod format;
 #[cfg(test)]
 mod tests;
 
 pub use chunker::{Chunker, LargeChunk, SmallChunk, chunk_reader};
+pub use estimate::{Estimate, MAX_REQUEST, MERGE_GAP, MIN_REUSE_DIVISOR, estimate, plan};
 pub use format::{
     FINE_ENTRY_BYTES, HEADER_BYTES, Index, IndexError, LARGE_ENTRY_BYTES, LargeEntry, MAGIC,
     MAX_INDEX_BYTES, fine_entries, parse_fine_list,

@@ -31,6 +31,21 @@ pub enum Command {
         #[arg(value_name = "DIR")]
         dir: PathBuf,
     },
+    /// Estimate what a delta update from OLD to NEW costs, before rolling it out.
+    ///
+    /// OLD and NEW are two version directories (DIR/<app>/<version>/) or two files. For every
+    /// file of NEW, decides as a device holding OLD would: what it copies from OLD, what it
+    /// reads of the chunk index, what it downloads, in how many range requests, and what that
+    /// is against a full download. Files under 256 KiB, and files of which less than 1/16 can
+    /// be reused, are downloaded whole. Reads both versions once; writes nothing.
+    Compare {
+        /// The version a device has.
+        #[arg(value_name = "OLD")]
+        old: PathBuf,
+        /// The version to roll out.
+        #[arg(value_name = "NEW")]
+        new: PathBuf,
+    },
     /// Serve DIR as a read-only WebDAV repository.
     ///
     /// Answers GET (with Range), HEAD, OPTIONS and PROPFIND; anything else gets 405. Prints
@@ -154,6 +169,11 @@ pub fn run(_global: &Global, cmd: Command) -> CmdResult {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Compare { old, new } => {
+            let rows = repo_server::compare(&old, &new).map_err(failure)?;
+            outln!("{}", compare_table(&rows));
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Serve {
             dir,
             listen: Listen(listen),
@@ -186,6 +206,75 @@ pub fn run(_global: &Global, cmd: Command) -> CmdResult {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// The rows of `repo compare` and their total, in aligned columns.
+fn compare_table(rows: &[(String, crate::chunks::Estimate)]) -> String {
+    use crate::report::human_bytes;
+    let mut total = crate::chunks::Estimate::default();
+    let mut lines = vec![
+        [
+            "FILE",
+            "SIZE",
+            "REUSED",
+            "INDEX",
+            "DOWNLOAD",
+            "OVER THE WIRE",
+            "REQUESTS",
+        ]
+        .map(String::from),
+    ];
+    let row = |name: &str, e: &crate::chunks::Estimate| {
+        let share = if e.size > 0 {
+            e.over_the_wire() as f64 * 100.0 / e.size as f64
+        } else {
+            0.0
+        };
+        [
+            name.to_string(),
+            human_bytes(e.size),
+            human_bytes(e.reused),
+            human_bytes(e.index),
+            human_bytes(e.download) + if e.whole { " (whole)" } else { "" },
+            format!("{} ({share:.1} %)", human_bytes(e.over_the_wire())),
+            e.requests.to_string(),
+        ]
+    };
+    for (name, e) in rows {
+        lines.push(row(name, e));
+        total.size += e.size;
+        total.reused += e.reused;
+        total.index += e.index;
+        total.download += e.download;
+        total.requests += e.requests;
+    }
+    lines.push(row("total", &total));
+    let mut widths = [0usize; 7];
+    for l in &lines {
+        for (w, c) in widths.iter_mut().zip(l) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    lines
+        .iter()
+        .map(|l| {
+            l.iter()
+                .zip(widths)
+                .enumerate()
+                .map(|(i, (c, w))| {
+                    if i == 0 {
+                        format!("{c:<w$}")
+                    } else {
+                        format!("{c:>w$}")
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("  ")
+                .trim_end()
+                .to_string()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 use super::RepoServerError;
 
 mod chunk_files;
+pub(super) use chunk_files::MIN_INDEXED_BYTES;
 
 use crate::manifest::{self, MAX_MANIFEST_BYTES, Manifest, ManifestError};
 

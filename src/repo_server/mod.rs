@@ -7,6 +7,7 @@
 //! never writes anything but `app.json` files (and only through [`index`]), never accepts a
 //! write over HTTP, and never logs or returns a password.
 
+mod compare;
 mod index;
 mod partial;
 /// Reached by [`crate::fuzz::range`] too.
@@ -19,6 +20,7 @@ use std::path::PathBuf;
 
 use crate::manifest::ManifestError;
 
+pub use compare::compare;
 pub use index::index;
 pub use serve::serve;
 

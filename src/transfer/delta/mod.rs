@@ -34,9 +34,9 @@ use crate::manifest::{ChunkIndexRef, sha256_hex};
 use local::{Location, Seeds};
 use remote::RangeReader;
 
-/// A delta is not worth its requests when less than this share of the missing bytes (1/16)
-/// can be copied locally; the file is then downloaded whole.
-const MIN_REUSE_DIVISOR: u64 = 16;
+/// A delta is not worth its requests when less than 1/16 of the missing bytes can be copied
+/// locally; the file is then downloaded whole.
+use crate::chunks::MIN_REUSE_DIVISOR;
 
 pub enum DeltaError {
     /// The device's own disk failed: the transfer fails, as a full download would.

@@ -3,8 +3,8 @@
 //! backoff, stall detection, the one device-wide bandwidth limit for every byte received
 //! (the bytes of a merged gap included).
 //!
-//! The ranges to be read are known in advance ([`plan`]): neighbours and gaps of up to
-//! [`MERGE_GAP`] bytes are merged into one request of at most [`MAX_REQUEST`] bytes, and a read
+//! The ranges to be read are known in advance ([`plan`]): neighbours and small gaps are
+//! merged into one request of bounded size, and a read
 //! inside a planned request is served from the open response. A read outside the plan (a local
 //! chunk that turned out to be damaged) gets a request of its own.
 //!
@@ -26,27 +26,7 @@ use crate::repository::stall::SpeedWindow;
 use crate::repository::{self, Repository, RepositoryError};
 use crate::repository::{Download, RangeAnswer};
 
-/// Gaps up to this size between two needed ranges are downloaded rather than split into two
-/// requests: a request costs about 250 bytes of response headers and a round trip, and at the
-/// 2 MB/s of a typical branch office 1 KiB is half a millisecond.
-pub const MERGE_GAP: u64 = 1024;
-/// The largest single request, so that a failure costs at most this much again.
-pub const MAX_REQUEST: u64 = 16 * 1024 * 1024;
-
-/// `needed` (start, length) in increasing order -> merged requests (start, end exclusive).
-pub fn plan(needed: impl IntoIterator<Item = (u64, u64)>) -> Vec<(u64, u64)> {
-    let mut out: Vec<(u64, u64)> = Vec::new();
-    for (start, len) in needed {
-        let end = start + len;
-        match out.last_mut() {
-            Some(last) if start <= last.1 + MERGE_GAP && end - last.0 <= MAX_REQUEST => {
-                last.1 = last.1.max(end);
-            }
-            _ => out.push((start, end)),
-        }
-    }
-    out
-}
+pub use crate::chunks::plan;
 
 /// Why the ranges could not be read: every repository's reason.
 pub struct Exhausted(pub Vec<(String, String)>);
@@ -298,7 +278,7 @@ mod tests {
         assert_eq!(plan([(0, 10), (10, 5), (1039, 1)]), vec![(0, 1040)]);
         assert_eq!(plan([(0, 10), (1035, 1)]), vec![(0, 10), (1035, 1036)]);
         let big = plan((0..40).map(|i| (i * 1024 * 1024, 1024 * 1024)));
-        assert!(big.iter().all(|(s, e)| e - s <= MAX_REQUEST));
+        assert!(big.iter().all(|(s, e)| e - s <= crate::chunks::MAX_REQUEST));
         assert_eq!(big.len(), 3);
         assert_eq!(big.last().unwrap().1, 40 * 1024 * 1024);
         assert!(plan([]).is_empty());

@@ -6,7 +6,8 @@
 //! - every app is at its old or its new version, complete, every file SHA-256 verified;
 //! - `current` never dangles and `state.json` is always valid JSON;
 //! - the next run converges to the wanted version with no manual step, resuming partial
-//!   downloads (Apache's access log shows the `Range` requests).
+//!   downloads (Apache's access log shows the `Range` requests), delta updates included
+//!   (`bin/app.bin` of each version is the one before with a few runs changed).
 //!
 //! `CRASH_KILLS` sets the number of random kills per test (default 25, two tests), and
 //! `CRASH_SEED` the seed; both are printed so a failure can be replayed. `scripts/crashtest N`
@@ -37,11 +38,23 @@ impl Rig {
     fn new() -> Rig {
         let repo = temp_dir("crash-repo");
         for (a, app) in APPS.iter().enumerate() {
+            // Each version of bin/app.bin is the one before with a few runs changed, so the
+            // updates after the first are delta updates (the kills land in them too);
+            // share/data.bin has nothing in common between versions: a delta that falls back.
+            let mut bin = pseudo_random_bytes(a as u64 * 10, 640 * 1024);
             for (v, version) in VERSIONS.iter().enumerate() {
                 let seed = (a * 10 + v) as u64;
+                for run in 0..3 {
+                    let at = (run * 200 + v * 37) * 1024;
+                    bin[at..at + 3000]
+                        .copy_from_slice(&pseudo_random_bytes(seed * 7 + run as u64, 3000));
+                }
                 let files = vec![
-                    ("bin/app.bin", pseudo_random_bytes(seed, 160 * 1024)),
-                    ("share/data.bin", pseudo_random_bytes(seed + 100, 96 * 1024)),
+                    ("bin/app.bin", bin.clone()),
+                    (
+                        "share/data.bin",
+                        pseudo_random_bytes(seed + 100, 300 * 1024),
+                    ),
                     ("README", format!("{app} {version}\n").into_bytes()),
                 ];
                 write_app(repo.path(), app, version, &files, false);
@@ -79,6 +92,10 @@ impl Rig {
             .collect();
         let state = home.path().join("state");
         let agent = Agent::new(&config, &state);
+        // The chunk indexes beside the files (and app.json naming them).
+        agent
+            .run(&["repo", "index", repo.path().to_str().unwrap()], TIMEOUT)
+            .assert_success();
         Rig {
             _dirs: vec![repo, home],
             apache,
@@ -240,10 +257,18 @@ fn random_kills(salt: u64) {
         .iter()
         .filter(|e| e.range.is_some())
         .count();
+    // A delta asks for closed ranges (`bytes=A-B`) of the chunk lists and the files.
+    let delta_requests = rig
+        .apache
+        .access_log()
+        .iter()
+        .filter(|e| e.range.as_deref().is_some_and(|r| !r.ends_with('-')))
+        .count();
     eprintln!(
-        "crash test: seed {seed}: {killed_in_flight} of {} kills hit a running update, {resumed} resumed transfers",
+        "crash test: seed {seed}: {killed_in_flight} of {} kills hit a running update, {resumed} ranged requests, {delta_requests} of them for a delta",
         kills()
     );
+    assert!(delta_requests > 0, "seed {seed}: no delta update ran");
     assert!(
         killed_in_flight > kills() / 2,
         "seed {seed}: most kills came too late to test anything"

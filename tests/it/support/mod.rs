@@ -26,6 +26,7 @@ pub mod apache;
 pub mod daemon;
 pub mod device;
 pub mod lifecycle;
+pub mod lighttpd;
 pub mod machine;
 pub mod mock;
 pub mod package;

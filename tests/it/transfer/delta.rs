@@ -204,3 +204,235 @@ fn a_wrong_index_falls_back_to_a_full_download_and_says_why() {
         "{log}"
     );
 }
+
+#[test]
+fn an_update_copies_from_the_kept_previous_version_too() {
+    let root = temp_dir("repo");
+    let apache = Apache::builder(root.path()).start();
+    let device = Device::new(&[RepoConf::new("central", &apache.url(), 100)]);
+    let v1 = pseudo_random_bytes(5, SIZE);
+    let v2 = pseudo_random_bytes(6, SIZE);
+    // Version 3 goes back to what version 1 was, with a few changes: only the kept previous
+    // version has those bytes.
+    let v3 = patched(&v1, 500);
+    publish(&device, root.path(), "1", &v1);
+    update_to(&device, "1");
+    publish(&device, root.path(), "2", &v2);
+    let log = update_to(&device, "2");
+    assert!(
+        log.contains("downloading the whole file instead of its changed chunks"),
+        "nothing of version 1 is in version 2: {log}"
+    );
+    assert!(
+        device.installed(APP, "1", FILE).is_file(),
+        "version 1 is kept"
+    );
+    publish(&device, root.path(), "3", &v3);
+
+    update_to(&device, "3");
+
+    assert_installed(&device, "3", &v3);
+    let downloaded = sent(&gets(&apache, &file_path("3")));
+    assert!(
+        downloaded < SIZE as u64 / 10,
+        "{downloaded} bytes downloaded"
+    );
+}
+
+#[test]
+fn a_server_that_ignores_range_gets_a_full_download_after_one_answer() {
+    let root = temp_dir("repo");
+    // mod_headers drops the Range header before Apache sees it: a server without ranges.
+    let apache = Apache::builder(root.path())
+        .server_config(
+            "LoadModule headers_module /usr/lib/apache2/modules/mod_headers.so\n\
+             RequestHeader unset Range early",
+        )
+        .start();
+    let device = Device::new(&[RepoConf::new("central", &apache.url(), 100)]);
+    let v1 = pseudo_random_bytes(7, SIZE);
+    let v2 = patched(&v1, 700);
+    publish(&device, root.path(), "1", &v1);
+    update_to(&device, "1");
+    publish(&device, root.path(), "2", &v2);
+
+    let log = update_to(&device, "2");
+
+    assert_installed(&device, "2", &v2);
+    assert!(
+        log.contains("answers range requests with the whole file"),
+        "{log}"
+    );
+    // The index asked for by range got a 200 and was not used; then one whole download.
+    let file = gets(&apache, &file_path("2"));
+    assert_eq!(file.len(), 1, "{file:#?}");
+    assert_eq!(file[0].status, 200);
+}
+
+/// `base` with 40 runs of 10 KB changed, evenly spread: a delta that takes seconds at a
+/// limit of 200 KB/s.
+fn widely_patched(base: &[u8], seed: u64) -> Vec<u8> {
+    let mut new = base.to_vec();
+    for i in 0..40usize {
+        let at = 30_000 + i * (SIZE - 60_000) / 40;
+        new[at..at + 10_000].copy_from_slice(&pseudo_random_bytes(seed + i as u64, 10_000));
+    }
+    new
+}
+
+#[test]
+fn a_delta_killed_midway_resumes_after_the_chunks_it_wrote() {
+    let root = temp_dir("repo");
+    let apache = Apache::builder(root.path()).start();
+    let device = Device::builder()
+        .repo(&RepoConf::new("central", &apache.url(), 100))
+        .update("bandwidth_limit_enabled = true\nbandwidth_limit = \"200KB\"")
+        .build();
+    let v1 = pseudo_random_bytes(8, SIZE);
+    let v2 = widely_patched(&v1, 800);
+    publish(&device, root.path(), "1", &v1);
+    update_to(&device, "1");
+    publish(&device, root.path(), "2", &v2);
+    let idf = device.write_idf(&[(APP, "2", None)]);
+    let part = device.part(APP, "2", FILE);
+    let mut first = device.spawn_delivery(&idf);
+    crate::support::wait_until(
+        "half of the file in the part file",
+        std::time::Duration::from_secs(60),
+        || fs::metadata(&part).is_ok_and(|m| m.len() >= SIZE as u64 / 2),
+    );
+    first.kill_hard();
+    let kept = fs::metadata(&part).unwrap().len();
+    let before = apache.access_log().len();
+
+    device.deliver_idf(&idf).assert_success();
+
+    device.assert_delivered((APP, "2"), FILE, &v2, "central");
+    let later: Vec<AccessEntry> = apache.access_log()[before..]
+        .iter()
+        .filter(|e| e.path == file_path("2"))
+        .cloned()
+        .collect();
+    assert!(!later.is_empty());
+    for e in &later {
+        let start: u64 = e
+            .range
+            .as_deref()
+            .and_then(|r| r.strip_prefix("bytes="))
+            .and_then(|r| r.split('-').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        // The resume starts at the last whole large chunk (at most 512 KiB back).
+        assert!(
+            start + 512 * 1024 >= kept,
+            "{start} is refetched (the part file held {kept}): {later:#?}"
+        );
+    }
+}
+
+#[test]
+fn a_repository_failing_midway_through_a_delta_is_continued_by_the_next() {
+    let root = temp_dir("repo");
+    let mut slow = Apache::builder(root.path())
+        .rate_limit_kib_per_sec(100)
+        .start();
+    let fast = Apache::builder(root.path()).start();
+    let device = Device::builder()
+        .repos(&[
+            RepoConf::new("branch", &slow.url(), 200),
+            RepoConf::new("central", &fast.url(), 100),
+        ])
+        .update("retries = 1\nretry_backoff = \"100ms\"\nconnect_timeout = \"2s\"\nread_timeout = \"3s\"")
+        .build();
+    let v1 = pseudo_random_bytes(9, SIZE);
+    let v2 = widely_patched(&v1, 900);
+    publish(&device, root.path(), "1", &v1);
+    update_to(&device, "1");
+    publish(&device, root.path(), "2", &v2);
+    let idf = device.write_idf(&[(APP, "2", None)]);
+    let mut running = device.spawn_delivery(&idf);
+    crate::support::wait_until(
+        "the branch serving ranges of the file",
+        std::time::Duration::from_secs(60),
+        || gets(&slow, &file_path("2")).len() >= 2,
+    );
+    slow.stop();
+
+    let out = running.wait(std::time::Duration::from_secs(120));
+    out.assert_success();
+
+    device.assert_delivered((APP, "2"), FILE, &v2, "central");
+    let continued = gets(&fast, &file_path("2"));
+    assert!(
+        !continued.is_empty() && continued.iter().all(|e| e.status == 206),
+        "central continues the delta by ranges: {continued:#?}"
+    );
+    assert!(sent(&continued) < SIZE as u64 / 2);
+}
+
+#[test]
+fn lighttpd_serves_a_delta_update_too() {
+    let root = temp_dir("repo");
+    let server = crate::support::lighttpd::Lighttpd::start(root.path());
+    let device = Device::new(&[RepoConf::new("central", &server.url(), 100)]);
+    let v1 = pseudo_random_bytes(10, SIZE);
+    let v2 = patched(&v1, 1000);
+    publish(&device, root.path(), "1", &v1);
+    update_to(&device, "1");
+    publish(&device, root.path(), "2", &v2);
+
+    let log = update_to(&device, "2");
+
+    assert_installed(&device, "2", &v2);
+    assert!(log.contains("delta update"), "{log}");
+    let file: Vec<AccessEntry> = server
+        .access_log()
+        .into_iter()
+        .filter(|e| e.path == file_path("2"))
+        .collect();
+    assert!(
+        !file.is_empty() && file.iter().all(|e| e.status == 206),
+        "{file:#?}"
+    );
+    assert!(sent(&file) < SIZE as u64 / 10);
+}
+
+#[test]
+fn repo_compare_estimates_a_delta_before_it_is_rolled_out() {
+    let root = temp_dir("repo");
+    let device = Device::new(&[]);
+    let v1 = pseudo_random_bytes(11, SIZE);
+    publish(&device, root.path(), "1", &v1);
+    publish(&device, root.path(), "2", &patched(&v1, 1100));
+    publish(&device, root.path(), "3", &pseudo_random_bytes(12, SIZE));
+    let dir = |v: &str| root.path().join(APP).join(v).to_str().unwrap().to_string();
+
+    let related = device.run(&["repo", "compare", &dir("1"), &dir("2")]);
+    let unrelated = device.run(&["repo", "compare", &dir("1"), &dir("3")]);
+
+    related.assert_success();
+    let row = related
+        .stdout
+        .lines()
+        .find(|l| l.starts_with(FILE))
+        .unwrap_or_else(|| panic!("{}", related.stdout));
+    assert!(!row.contains("whole"), "{row}");
+    // 3.0 MiB in size, most of it reused; the index and the ranges are a few per cent.
+    let share: f64 = row
+        .split('(')
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{row}"));
+    assert!(share < 10.0, "{row}");
+    unrelated.assert_success();
+    assert!(
+        unrelated
+            .stdout
+            .lines()
+            .any(|l| l.starts_with(FILE) && l.contains("(whole)")),
+        "{}",
+        unrelated.stdout
+    );
+    assert!(!related.stdout.contains("app.json") && !related.stdout.contains(".chunks"));
+}
