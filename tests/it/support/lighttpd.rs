@@ -69,8 +69,17 @@ impl Lighttpd {
         format!("http://127.0.0.1:{}/", self.port)
     }
 
-    /// Every request logged so far (lighttpd logs a request when it is done).
-    pub fn access_log(&self) -> Vec<AccessEntry> {
+    /// Stops the server (SIGTERM, so that it writes out its buffered access log) and returns
+    /// every request it logged.
+    pub fn stop(mut self) -> Vec<AccessEntry> {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+        self.access_log()
+    }
+
+    fn access_log(&self) -> Vec<AccessEntry> {
         fs::read_to_string(self.state.path().join("access.log"))
             .unwrap_or_default()
             .lines()
