@@ -95,8 +95,7 @@ impl Transfer {
                 "no earlier version of the file on the device to reuse",
             ));
         }
-        let dir = job.remote.rsplit_once('/').map_or("", |(d, _)| d);
-        let remote_index = format!("{dir}/{}", index_ref.path);
+        let remote_index = beside(job, &index_ref.path);
         let bytes = self.fetch_index(&remote_index, index_ref).await?;
         let index = Arc::new(
             Index::parse(&bytes, job.spec.size)
@@ -282,8 +281,7 @@ impl Transfer {
         sources: &mut [Source],
         done: usize,
     ) -> Result<(), DeltaError> {
-        let dir = job.remote.rsplit_once('/').map_or("", |(d, _)| d);
-        let remote_fine = format!("{dir}/{}", index_ref.fine_path());
+        let remote_fine = beside(job, &index_ref.fine_path());
         let ranges = missing
             .iter()
             .map(|&i| (fine_offsets[i], fine_offsets[i + 1] - fine_offsets[i]));
@@ -431,6 +429,16 @@ impl Transfer {
             ));
         }
     }
+}
+
+/// The remote path of `path` (relative to the version directory, as `app.json` gives it) of
+/// `job`'s version: `job.remote` is `<app>/<version>/<file path>`.
+fn beside(job: &FileJob, path: &str) -> String {
+    let dir = job
+        .remote
+        .strip_suffix(job.spec.path.as_str())
+        .unwrap_or_default();
+    format!("{dir}{path}")
 }
 
 /// The progress a delta reported, taken back if it gives up (the full download that follows

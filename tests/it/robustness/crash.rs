@@ -257,12 +257,16 @@ fn random_kills(salt: u64) {
         .iter()
         .filter(|e| e.range.is_some())
         .count();
-    // A delta asks for closed ranges (`bytes=A-B`) of the chunk lists and the files.
+    // A delta gets closed ranges (`bytes=A-B`) of bin/app.bin answered with 206.
     let delta_requests = rig
         .apache
         .access_log()
         .iter()
-        .filter(|e| e.range.as_deref().is_some_and(|r| !r.ends_with('-')))
+        .filter(|e| {
+            e.status == 206
+                && e.path.ends_with("/bin/app.bin")
+                && e.range.as_deref().is_some_and(|r| !r.ends_with('-'))
+        })
         .count();
     eprintln!(
         "crash test: seed {seed}: {killed_in_flight} of {} kills hit a running update, {resumed} ranged requests, {delta_requests} of them for a delta",

@@ -10,7 +10,7 @@ use crate::support::device::{Device, RepoConf, gets};
 use crate::support::{AccessEntry, Apache, pseudo_random_bytes, sha256_hex, temp_dir, write_app};
 
 const APP: &str = "chromium";
-const FILE: &str = "chromium.ipkg";
+const FILE: &str = "bin/chromium.ipkg";
 const SIZE: usize = 3 * 1024 * 1024;
 
 fn file_path(version: &str) -> String {
