@@ -33,6 +33,12 @@ pub struct StatusEvent {
     pub version: Option<String>,
     pub state: Option<String>,
     pub message: Option<String>,
+    /// After a delta update: the app's bytes so far and how many of them were copied from the
+    /// device (the rest were downloaded). Absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_reused: Option<u64>,
 }
 
 /// The persisted queue.
@@ -80,13 +86,18 @@ impl Signature {
 /// current status text), or one without an app when only the status text changed.
 pub(super) fn changes(before: &Signature, after: &State, now: DateTime<Utc>) -> Vec<StatusEvent> {
     let ts = now.to_rfc3339_opts(SecondsFormat::Secs, true);
-    let event = |app: Option<(&str, &str, AppState)>| StatusEvent {
-        seq: 0,
-        ts: ts.clone(),
-        app: app.map(|a| a.0.to_string()),
-        version: app.map(|a| a.1.to_string()),
-        state: app.map(|a| a.2.as_str().to_string()),
-        message: after.update_status.clone(),
+    let event = |app: Option<&crate::store::AppRecord>| {
+        let reused = app.filter(|a| a.bytes_reused > 0);
+        StatusEvent {
+            seq: 0,
+            ts: ts.clone(),
+            app: app.map(|a| a.name.clone()),
+            version: app.map(|a| a.version.clone()),
+            state: app.map(|a| a.state.as_str().to_string()),
+            message: after.update_status.clone(),
+            bytes: reused.map(|a| a.bytes_done),
+            bytes_reused: reused.map(|a| a.bytes_reused),
+        }
     };
     let mut out: Vec<StatusEvent> = after
         .apps
@@ -97,7 +108,7 @@ pub(super) fn changes(before: &Signature, after: &State, now: DateTime<Utc>) -> 
                 .iter()
                 .any(|(n, v, s)| *n == a.name && *v == a.version && *s == a.state)
         })
-        .map(|a| event(Some((&a.name, &a.version, a.state))))
+        .map(|a| event(Some(a)))
         .collect();
     if out.is_empty() && before.status != after.update_status && after.update_status.is_some() {
         out.push(event(None));
@@ -316,6 +327,8 @@ mod tests {
             version: None,
             state: None,
             message: None,
+            bytes: None,
+            bytes_reused: None,
         };
         for _ in 0..EVENT_QUEUE_CAPACITY + 5 {
             queue.push(event.clone());

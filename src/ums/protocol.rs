@@ -98,6 +98,8 @@ mod tests {
             version: Some("1.0".into()),
             state: Some("installed".into()),
             message: None,
+            bytes: None,
+            bytes_reused: None,
         };
         let sent: Value =
             serde_json::from_str(&Outgoing::Event(Event::Status(&event)).text()).expect("JSON");
