@@ -411,10 +411,10 @@ impl Observer for JournalObserver {
         }
     }
 
-    fn reused(&self, job: &FileJob, bytes: u64) {
+    fn reused(&self, job: &FileJob, bytes: i64) {
         let result = self.store.progress(|s| {
             if let Some(app) = s.app_mut(&job.app) {
-                app.bytes_reused = app.bytes_reused.saturating_add(bytes);
+                app.bytes_reused = app.bytes_reused.saturating_add_signed(bytes);
             }
         });
         if let Err(e) = result {

@@ -10,9 +10,9 @@ pub const VERSION: u32 = 1;
 pub const HEADER_BYTES: usize = 64;
 pub const LARGE_ENTRY_BYTES: usize = 38;
 pub const FINE_ENTRY_BYTES: usize = 10;
-/// The largest `<file>.chunks` a device reads (about 440,000 large chunks, a file of some
-/// 17 GiB with the default parameters); a larger index means a full download.
-pub const MAX_INDEX_BYTES: u64 = 16 * 1024 * 1024;
+/// The largest `<file>.chunks` a device reads (about 110,000 large chunks, a file of some
+/// 4 GiB with the default parameters); a larger index means a full download.
+pub const MAX_INDEX_BYTES: u64 = 4 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum IndexError {
@@ -173,10 +173,12 @@ impl Index {
                     entry.small, params.group_max
                 )));
             }
-            if u64::from(entry.len) > u64::from(entry.small) * u64::from(params.small_max) {
+            if u64::from(entry.len) > u64::from(entry.small) * u64::from(params.small_max)
+                || u64::from(entry.small) > u64::from(entry.len) / u64::from(params.small_min) + 1
+            {
                 return Err(bad(format!(
-                    "{} bytes cannot be {} small chunks of at most {}",
-                    entry.len, entry.small, params.small_max
+                    "{} bytes cannot be {} small chunks of {} to {} bytes",
+                    entry.len, entry.small, params.small_min, params.small_max
                 )));
             }
             sum += u64::from(entry.len);
@@ -217,10 +219,16 @@ pub fn fine_entries(small: &[SmallChunk], out: &mut Vec<u8>) {
     }
 }
 
-/// Reads the small-chunk list of a large chunk of `len` bytes from `bytes`. `None` when the
-/// list cannot be that chunk's (wrong size, a zero or oversized length, a wrong sum): the list
-/// is a hint, and a bad hint only means the large chunk is fetched whole.
-pub fn parse_fine_list(bytes: &[u8], params: &Params, len: u32) -> Option<Vec<SmallChunk>> {
+/// Reads the small-chunk list of a large chunk of `len` bytes from `bytes` (`last`: the file's
+/// last large chunk, whose last small chunk may be shorter than the minimum). `None` when the
+/// list cannot be that chunk's (wrong size, a length out of bounds, a wrong sum): the list is
+/// a hint, and a bad hint only means the large chunk is fetched whole.
+pub fn parse_fine_list(
+    bytes: &[u8],
+    params: &Params,
+    len: u32,
+    last: bool,
+) -> Option<Vec<SmallChunk>> {
     if !bytes.len().is_multiple_of(FINE_ENTRY_BYTES) {
         return None;
     }
@@ -232,8 +240,13 @@ pub fn parse_fine_list(bytes: &[u8], params: &Params, len: u32) -> Option<Vec<Sm
             id: u64_at(raw, 2),
         })
         .collect();
-    for s in &list {
-        if s.len == 0 || u32::from(s.len) > params.small_max {
+    for (k, s) in list.iter().enumerate() {
+        let min = if last && k + 1 == list.len() {
+            1
+        } else {
+            params.small_min
+        };
+        if u32::from(s.len) < min || u32::from(s.len) > params.small_max {
             return None;
         }
         sum += u64::from(s.len);

@@ -152,7 +152,8 @@ fn an_index_round_trips_and_its_fine_lists_match_its_chunks() {
     let mut at = 0;
     for (entry, chunk) in parsed.large.iter().zip(chunks_of(&bytes)) {
         let end = at + usize::from(entry.small) * FINE_ENTRY_BYTES;
-        let list = parse_fine_list(&fine[at..end], &parsed.params, entry.len).unwrap();
+        let last = at + usize::from(entry.small) * FINE_ENTRY_BYTES == fine.len();
+        let list = parse_fine_list(&fine[at..end], &parsed.params, entry.len, last).unwrap();
         assert_eq!(list, chunk.small);
         at = end;
     }
@@ -171,6 +172,7 @@ fn a_damaged_index_is_refused_naming_what_is_wrong() {
     let bytes = data(300_000, 11);
     let good = index_of(&bytes).0.encode();
     let size = bytes.len() as u64;
+    let first_len = u32::from_le_bytes(good[HEADER_BYTES..HEADER_BYTES + 4].try_into().unwrap());
     let with = |at: usize, value: &[u8]| {
         let mut b = good.clone();
         b[at..at + value.len()].copy_from_slice(value);
@@ -196,7 +198,11 @@ fn a_damaged_index_is_refused_naming_what_is_wrong() {
             size,
             "large chunk 0",
         ),
-        (with(HEADER_BYTES, &1u32.to_le_bytes()), size, "add up"),
+        (
+            with(HEADER_BYTES, &(first_len + 1).to_le_bytes()),
+            size,
+            "add up",
+        ),
         (with(48, &1u64.to_le_bytes()), size, "small chunks"),
         (
             vec![0u8; MAX_INDEX_BYTES as usize + 1],
@@ -218,11 +224,14 @@ fn a_bad_fine_list_is_no_hint() {
         fine_entries(&[SmallChunk { len, id: 1 }], &mut b);
         b
     };
-    assert!(parse_fine_list(&entry(100), &p, 100).is_some());
-    assert!(parse_fine_list(&entry(100), &p, 101).is_none());
-    assert!(parse_fine_list(&entry(0), &p, 0).is_none());
-    assert!(parse_fine_list(&entry(5000), &p, 5000).is_none());
-    assert!(parse_fine_list(&entry(100)[..9], &p, 100).is_none());
+    assert!(parse_fine_list(&entry(300), &p, 300, false).is_some());
+    // Shorter than the minimum: only as the file's very last small chunk.
+    assert!(parse_fine_list(&entry(100), &p, 100, false).is_none());
+    assert!(parse_fine_list(&entry(100), &p, 100, true).is_some());
+    assert!(parse_fine_list(&entry(300), &p, 301, false).is_none());
+    assert!(parse_fine_list(&entry(0), &p, 0, true).is_none());
+    assert!(parse_fine_list(&entry(5000), &p, 5000, false).is_none());
+    assert!(parse_fine_list(&entry(300)[..9], &p, 300, false).is_none());
 }
 
 #[test]
@@ -236,4 +245,15 @@ fn the_default_parameters_are_within_bounds() {
         .check()
         .is_err()
     );
+}
+
+#[test]
+fn neighbours_and_small_gaps_merge_and_requests_stay_bounded() {
+    assert_eq!(plan([(0, 10), (10, 5), (1039, 1)]), vec![(0, 1040)]);
+    assert_eq!(plan([(0, 10), (1035, 1)]), vec![(0, 10), (1035, 1036)]);
+    let big = plan((0..40).map(|i| (i * 1024 * 1024, 1024 * 1024)));
+    assert!(big.iter().all(|(s, e)| e - s <= MAX_REQUEST));
+    assert_eq!(big.len(), 3);
+    assert_eq!(big.last().unwrap().1, 40 * 1024 * 1024);
+    assert!(plan([]).is_empty());
 }

@@ -104,8 +104,9 @@ pub trait Observer: Send + Sync {
     /// A repository failed for this file (`not_found`: it does not have it) and the next is
     /// tried.
     fn failover(&self, job: &FileJob, repository: &str, reason: &str, not_found: bool);
-    /// `bytes` of the part file's growth were copied from the device, not downloaded.
-    fn reused(&self, job: &FileJob, bytes: u64);
+    /// `bytes` of the part file's growth were copied from the device, not downloaded (or,
+    /// negative, such bytes were thrown away).
+    fn reused(&self, job: &FileJob, bytes: i64);
     /// The delta path gave up for `reason`; the file is downloaded whole.
     fn delta_fallback(&self, job: &FileJob, reason: &str);
 }
@@ -124,6 +125,8 @@ pub struct Transfer {
     policy: RetryPolicy,
     stall: Stall,
     down: Arc<retry::Unreachable>,
+    /// Repositories that answered a range request with the whole file in this update.
+    no_ranges: delta::NoRanges,
 }
 
 enum Attempt {
@@ -153,6 +156,7 @@ impl Transfer {
             policy,
             stall,
             down,
+            no_ranges: delta::NoRanges::default(),
         }
     }
 

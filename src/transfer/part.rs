@@ -32,9 +32,7 @@ impl PartFile {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        if !path.exists() && final_path.is_file() {
-            std::fs::rename(final_path, path)?;
-        }
+        reclaim_finished(path, final_path)?;
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -106,6 +104,15 @@ impl PartFile {
     pub fn sync(&self) -> io::Result<()> {
         self.file.sync_all()
     }
+}
+
+/// A finished file at `final_path` without its part file `path` (a crash between the rename
+/// and the commit) becomes the part file again, to be verified like any other.
+pub fn reclaim_finished(path: &Path, final_path: &Path) -> io::Result<()> {
+    if !path.exists() && final_path.is_file() {
+        std::fs::rename(final_path, path)?;
+    }
+    Ok(())
 }
 
 /// Writes pieces on a blocking thread, one in flight while the caller fetches the next.

@@ -9,12 +9,14 @@
 //! chunk that turned out to be damaged) gets a request of its own.
 //!
 //! A repository that answers a range request with `200` cannot serve this update by ranges:
-//! the response is dropped unread (closing its connection) and the next repository is asked.
+//! the response is dropped unread (closing its connection), the repository is remembered as
+//! such for the rest of the update ([`NoRanges`], shared by every file) and the next one is
+//! asked.
 //! A `206` must be exactly the range asked for (`download_range`); a validator from the first
 //! answer is sent in `If-Range` on the later requests to that repository, so a file replaced
 //! in the middle of the update is noticed (`200`) instead of spliced.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -26,7 +28,21 @@ use crate::repository::stall::SpeedWindow;
 use crate::repository::{self, Repository, RepositoryError};
 use crate::repository::{Download, RangeAnswer};
 
-pub use crate::chunks::plan;
+/// The repositories found to answer range requests with the whole file, for one update.
+#[derive(Default)]
+pub struct NoRanges(parking_lot::Mutex<HashSet<String>>);
+
+impl NoRanges {
+    fn contains(&self, repository: &str) -> bool {
+        self.0.lock().contains(repository)
+    }
+
+    fn note(&self, repository: &str) {
+        self.0.lock().insert(repository.to_string());
+    }
+}
+
+const NO_RANGES: &str = "answers range requests with the whole file (200); it cannot serve a delta";
 
 /// Why the ranges could not be read: every repository's reason.
 pub struct Exhausted(pub Vec<(String, String)>);
@@ -37,7 +53,6 @@ struct Open {
     pos: u64,
     end: u64,
     pending: Bytes,
-    window: SpeedWindow,
 }
 
 pub struct RangeReader<'a> {
@@ -52,17 +67,18 @@ pub struct RangeReader<'a> {
     meter: Meter,
     validators: HashMap<String, String>,
     reasons: Vec<(String, String)>,
-    /// Bytes received over the network (gaps included).
-    pub received: u64,
+    /// The speed of the repository being read, over all its requests: a server that sends
+    /// each small range slowly is a stall too.
+    window: SpeedWindow,
 }
 
 impl<'a> RangeReader<'a> {
-    pub fn new(transfer: &'a Transfer, remote: String, size: u64, plan: Vec<(u64, u64)>) -> Self {
+    pub fn new(transfer: &'a Transfer, remote: String, size: u64) -> Self {
         RangeReader {
             transfer,
             remote,
             size,
-            plan,
+            plan: Vec::new(),
             next: 0,
             open: None,
             repo: 0,
@@ -70,8 +86,16 @@ impl<'a> RangeReader<'a> {
             meter: Meter::default(),
             validators: HashMap::new(),
             reasons: Vec::new(),
-            received: 0,
+            window: SpeedWindow::new(),
         }
+    }
+
+    /// The ranges the next reads fall in (see [`crate::chunks::plan`]), in increasing order;
+    /// replaces the plan before, keeping what is known of the repositories.
+    pub fn set_plan(&mut self, plan: Vec<(u64, u64)>) {
+        self.plan = plan;
+        self.next = 0;
+        self.open = None;
     }
 
     /// The repository the last bytes came from.
@@ -91,6 +115,10 @@ impl<'a> RangeReader<'a> {
                 self.next_repository(&repo, reason);
                 continue;
             }
+            if self.transfer.no_ranges.contains(repo.name()) {
+                self.next_repository(&repo, NO_RANGES.into());
+                continue;
+            }
             match self.step(&repo, at, end, out).await {
                 Ok(n) => {
                     at += n;
@@ -98,11 +126,10 @@ impl<'a> RangeReader<'a> {
                         self.failures = 0;
                     }
                 }
-                Err(Step::NoRanges) => self.next_repository(
-                    &repo,
-                    "answers range requests with the whole file (200); it cannot serve a delta"
-                        .into(),
-                ),
+                Err(Step::NoRanges) => {
+                    self.transfer.no_ranges.note(repo.name());
+                    self.next_repository(&repo, NO_RANGES.into());
+                }
                 Err(Step::Failed(e)) => {
                     self.open = None;
                     if e.is_retryable() {
@@ -138,6 +165,7 @@ impl<'a> RangeReader<'a> {
     fn next_repository(&mut self, repo: &Repository, reason: String) {
         self.open = None;
         self.failures = 0;
+        self.window = SpeedWindow::new();
         self.reasons.push((repo.name().to_string(), reason));
         self.repo += 1;
     }
@@ -177,7 +205,12 @@ impl<'a> RangeReader<'a> {
                     message: format!("the response ended at byte {} of {}", open.pos, open.end),
                 }));
             };
-            if let Some(rate) = open
+            // Charged as it arrives, whatever happens to it next.
+            self.transfer
+                .bandwidth
+                .charge(&mut self.meter, piece.len())
+                .await;
+            if let Some(rate) = self
                 .window
                 .read(&self.transfer.stall, asked.elapsed(), piece.len())
             {
@@ -196,14 +229,6 @@ impl<'a> RangeReader<'a> {
                     reason: "the server sent more than the range asked for".into(),
                 }));
             }
-            // Charged as it arrives, a burst's worth at a time.
-            let mut rest = piece.len();
-            while rest > 0 {
-                let n = self.transfer.bandwidth.piece_size().min(rest);
-                self.transfer.bandwidth.charge(&mut self.meter, n).await;
-                rest -= n;
-            }
-            self.received += piece.len() as u64;
             open.pending = piece;
         }
         // Skip a merged gap, then take what is wanted.
@@ -251,7 +276,6 @@ impl<'a> RangeReader<'a> {
                     pos: start,
                     end,
                     pending: Bytes::new(),
-                    window: SpeedWindow::new(),
                 })
             }
         }
@@ -266,21 +290,5 @@ enum Step {
 impl From<RepositoryError> for Step {
     fn from(e: RepositoryError) -> Self {
         Step::Failed(e)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn neighbours_and_small_gaps_merge_and_requests_stay_bounded() {
-        assert_eq!(plan([(0, 10), (10, 5), (1039, 1)]), vec![(0, 1040)]);
-        assert_eq!(plan([(0, 10), (1035, 1)]), vec![(0, 10), (1035, 1036)]);
-        let big = plan((0..40).map(|i| (i * 1024 * 1024, 1024 * 1024)));
-        assert!(big.iter().all(|(s, e)| e - s <= crate::chunks::MAX_REQUEST));
-        assert_eq!(big.len(), 3);
-        assert_eq!(big.last().unwrap().1, 40 * 1024 * 1024);
-        assert!(plan([]).is_empty());
     }
 }
