@@ -25,7 +25,7 @@
 //! Output: a Markdown table per pair on stdout, progress on stderr. Not a test: nothing is
 //! asserted; the exit code is 2 when anything failed (a missing tool is such a failure).
 //!
-//! Arguments or `BENCH_PARTS` (comma-separated) choose the pairs, default all four.
+//! Arguments or `BENCH_DELTA_PAIRS` (comma-separated) choose the pairs, default all four.
 //! Environment: `BENCH_RUNS` (3), `BENCH_DELTA_MIB` (256: the synthetic files),
 //! `BENCH_DELTA_WHEELS` (`scipy==1.11.3,scipy==1.11.4`), `BENCH_DIR` (/var/tmp),
 //! `IGEL_AGENT_BIN` (the binary to measure; default: the one Cargo built for this bench).
@@ -135,7 +135,7 @@ fn options() -> Result<Options> {
         .filter(|a| !a.starts_with('-'))
         .collect();
     let named = if args.is_empty() {
-        std::env::var("BENCH_PARTS").unwrap_or_default()
+        std::env::var("BENCH_DELTA_PAIRS").unwrap_or_default()
     } else {
         args.join(",")
     };
@@ -192,8 +192,9 @@ fn check_tools() -> Result<()> {
     Ok(())
 }
 
-/// The first line of `program args` (stdout, else stderr), for the machine line.
-fn first_line(program: &str, args: &[&str]) -> String {
+/// The first `words` words of the first line of `program args` (stdout, else stderr), for the
+/// machine line.
+fn first_line(program: &str, args: &[&str], words: usize) -> String {
     Command::new(program)
         .args(args)
         .output()
@@ -207,7 +208,11 @@ fn first_line(program: &str, args: &[&str]) -> String {
                 .lines()
                 .next()
                 .unwrap_or_default()
-                .trim()
+                .split_whitespace()
+                .take(words)
+                .collect::<Vec<_>>()
+                .join(" ")
+                .trim_end_matches(',')
                 .to_string()
         })
         .unwrap_or_else(|e| format!("{program}: {e}"))
@@ -298,15 +303,15 @@ fn run() -> Result<()> {
     println!(
         "\nMachine: {}. Tools: {}; {}; {}; {}; {}; {}.",
         machine(),
-        first_line("/usr/sbin/apache2", &["-v"]),
-        first_line("curl", &["--version"]),
-        first_line("zsync", &["-V"]),
-        first_line("casync", &["--version"]),
-        first_line("xdelta3", &["-V"]),
-        first_line("mksquashfs", &["-version"]),
+        first_line("/usr/sbin/apache2", &["-v"], 3),
+        first_line("curl", &["--version"], 2),
+        first_line("zsync", &["-V"], 2),
+        first_line("casync", &["--version"], 2),
+        first_line("xdelta3", &["-V"], 3),
+        first_line("mksquashfs", &["-version"], 3),
     );
     println!(
-        "Command: BENCH_RUNS={} BENCH_DELTA_MIB={} BENCH_DELTA_WHEELS={} cargo bench --bench delta -- {}",
+        "Command: BENCH_RUNS={} BENCH_DELTA_MIB={} BENCH_DELTA_WHEELS={} cargo bench --bench delta -- {}\n\nAll methods fetch through the same loopback proxy limited to 2 MiB/s for all its connections together (64 KiB burst); bytes over the wire are what Apache sent, headers included (`%O`).",
         opts.runs,
         opts.mib,
         bench::delta_pairs::wheel_specs().map_or_else(|_| "?".into(), |(a, b)| format!("{a},{b}")),

@@ -26,7 +26,9 @@ const SETTLE: Duration = Duration::from_millis(150);
 /// The Apache directives that add the wire log at `path`.
 pub fn apache_directives(path: &Path) -> String {
     format!(
-        "LoadModule logio_module /usr/lib/apache2/modules/mod_logio.so\n\
+        "<IfModule !logio_module>\n\
+         LoadModule logio_module /usr/lib/apache2/modules/mod_logio.so\n\
+         </IfModule>\n\
          LogFormat \"{WIRE_FORMAT}\" wire\nCustomLog \"{}\" wire",
         path.display()
     )
