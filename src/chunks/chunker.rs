@@ -70,7 +70,8 @@ impl Chunker {
 
     /// Whether a large chunk ends after the small chunk `id`, its `count`-th.
     pub fn ends_group(&self, id: u64, count: usize) -> bool {
-        id % u64::from(self.params.group_divisor) == 0 || count >= self.params.group_max as usize
+        id.is_multiple_of(u64::from(self.params.group_divisor))
+            || count >= self.params.group_max as usize
     }
 }
 

@@ -90,7 +90,7 @@ impl Params {
 
     /// Bounds that keep the chunker within fastcdc's ranges and a device's memory small.
     pub fn check(&self) -> Result<(), String> {
-        let even = |v: u32| v % 2 == 0;
+        let even = |v: u32| v.is_multiple_of(2);
         let ok = (64..=65_534).contains(&self.small_min)
             && (256..=65_534).contains(&self.small_avg)
             && (1024..=65_534).contains(&self.small_max)
