@@ -167,9 +167,8 @@ fn check_tools() -> Result<()> {
         if name.starts_with('/') {
             return Path::new(name).is_file();
         }
-        std::env::var_os("PATH").is_some_and(|path| {
-            std::env::split_paths(&path).any(|dir| dir.join(name).is_file())
-        })
+        std::env::var_os("PATH")
+            .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(name).is_file()))
     };
     let missing: Vec<_> = TOOLS.iter().filter(|(name, _)| !found(name)).collect();
     if !missing.is_empty() {

@@ -104,8 +104,8 @@ impl Bench {
                 ]);
                 timed_line.extend(line);
                 let start = self.wire.mark()?;
-                let wall = timed(&timed_line)
-                    .with_context(|| format!("{method}, run {}", run + 1))?;
+                let wall =
+                    timed(&timed_line).with_context(|| format!("{method}, run {}", run + 1))?;
                 let tally: Tally = self.wire.since(&start)?;
                 let rss = fs::read_to_string(&rss_file)
                     .ok()
@@ -234,7 +234,11 @@ pub fn casync(bench: &Bench, p: &Published) -> Result<Row> {
 /// that xdelta3 can match anything in it. Its encoding time is reported once.
 pub fn xdelta3(bench: &Bench, p: &Published) -> Result<Row> {
     let out = bench.work.join("xdelta3.out");
-    let window = p.pair.old_size()?.next_power_of_two().clamp(1 << 20, 1 << 30);
+    let window = p
+        .pair
+        .old_size()?
+        .next_power_of_two()
+        .clamp(1 << 20, 1 << 30);
     let line = argv([
         OsString::from("xdelta3"),
         "-e".into(),
@@ -282,11 +286,7 @@ pub fn table(bench: &Bench, p: &Published, rows: &[Row]) -> Result<String> {
         t,
         "\n### {}\n\nold {} bytes, new {} bytes (`{}`); medians of {} runs; wall time through \
          the {rate_mib} MiB/s link and without a limit\n",
-        p.pair.title,
-        old_size,
-        new_size,
-        p.file,
-        bench.runs
+        p.pair.title, old_size, new_size, p.file, bench.runs
     );
     t.push_str(
         "| method | bytes over the wire | % of new file | wall at 2 MiB/s (s) | wall unlimited (s) \

@@ -49,9 +49,8 @@ pub fn agent_delta(bench: &Bench, p: &Published) -> Result<Row> {
             Ok(delivery(&bench.agent, &conf, &state, &idf))
         },
     )?;
-    row.note = Some(
-        "the agent's own bandwidth limit is off: the link limits it like the others".into(),
-    );
+    row.note =
+        Some("the agent's own bandwidth limit is off: the link limits it like the others".into());
     remove(&dir)?;
     Ok(row)
 }

@@ -97,7 +97,9 @@ pub fn wheel_pairs(cache: &Path) -> Result<(Pair, Pair)> {
     let (old_spec, new_spec) = wheel_specs()?;
     let label = |spec: &str| spec.replace("==", "-");
     let (old_label, new_label) = (label(&old_spec), label(&new_spec));
-    let dir = cache.join("pairs").join(format!("{old_label}--{new_label}"));
+    let dir = cache
+        .join("pairs")
+        .join(format!("{old_label}--{new_label}"));
     fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let wheels = cache.join("wheels");
     let old_wheel = download_wheel(&wheels, &old_spec)?;
@@ -173,8 +175,7 @@ fn download_wheel(dir: &Path, spec: &str) -> Result<PathBuf> {
         for entry in fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
             let path = entry?.path();
             let file = path.file_name().unwrap_or_default().to_string_lossy();
-            if file.to_lowercase().starts_with(&prefix.to_lowercase()) && file.ends_with(".whl")
-            {
+            if file.to_lowercase().starts_with(&prefix.to_lowercase()) && file.ends_with(".whl") {
                 return Ok(Some(path));
             }
         }
@@ -333,7 +334,9 @@ fn change_runs(size: u64, rng: &mut Random) -> Vec<(u64, u64)> {
     }
     // Gaps: len + 1 uniform weights scaled to the free bytes.
     let free = size - total;
-    let weights: Vec<u64> = (0..=lengths.len()).map(|_| 1 + rng.below(1 << 20)).collect();
+    let weights: Vec<u64> = (0..=lengths.len())
+        .map(|_| 1 + rng.below(1 << 20))
+        .collect();
     let sum: u64 = weights.iter().sum();
     let mut runs = Vec::with_capacity(lengths.len());
     let mut offset = 0;

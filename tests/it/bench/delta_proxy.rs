@@ -36,7 +36,8 @@ impl Bucket {
                 let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
                 let (tokens, last) = &mut *state;
                 let now = Instant::now();
-                *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * self.rate).min(BURST);
+                *tokens =
+                    (*tokens + now.duration_since(*last).as_secs_f64() * self.rate).min(BURST);
                 *last = now;
                 if *tokens >= n {
                     *tokens -= n;

@@ -80,7 +80,11 @@ pub fn publish(www: &Path, pair: &Pair) -> Result<Published> {
 /// `agent repo index www/repo`: `app.json` and chunk indexes of every version.
 pub fn index_repo(agent: &Path, www: &Path) -> Result<()> {
     let repo = www.join(REPO);
-    log(format!("  {} repo index {}", agent.display(), repo.display()));
+    log(format!(
+        "  {} repo index {}",
+        agent.display(),
+        repo.display()
+    ));
     timed(&argv([
         agent.as_os_str(),
         OsStr::new("repo"),

@@ -83,10 +83,7 @@ impl Tally {
             .filter_map(|r| r.range.as_deref())
             .map(|r| r.split(',').count())
             .sum();
-        let statuses: Vec<_> = statuses
-            .iter()
-            .map(|(s, n)| format!("{n}× {s}"))
-            .collect();
+        let statuses: Vec<_> = statuses.iter().map(|(s, n)| format!("{n}× {s}")).collect();
         format!(
             "{} requests ({}), {with_range} with Range naming {ranges} ranges, {} bytes of \
              requests",
