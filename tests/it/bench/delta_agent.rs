@@ -1,19 +1,18 @@
 //! (b) The agent's row.
 //!
-//! ====================================================================================
-//! TO SWITCH TO THE DELTA PATH (issue 14): change only [`agent_delta`] below. Today it
-//! measures the agent's existing full download (`delivery` of version 2 into an empty
-//! state directory), so the table has the row and its plumbing is proven. For the delta
-//! update, in `make` (which runs before every measured run, untimed):
-//!   1. install version 1 on a fresh state directory: write the IDF with version "1" and
-//!      run `update` (or `delivery` then `activate`) against `direct_url`, untimed and
-//!      unthrottled, outside the wire marks (it is not part of the update measured);
-//!   2. return the command that updates to version 2 (`update --idf` naming version "2")
-//!      against `base` (the throttled or the direct URL, as given).
-//! The output to verify stays `apps/<app>/2/<payload>` in the state directory. The wire
-//! log counts everything the timed command asks for: `app.json`, the chunk indexes, the
-//! ranges.
-//! ====================================================================================
+//! **To switch to the delta path (issue 14), change only [`agent_delta`] below.** Today it
+//! measures the agent's existing full download (`delivery` of version 2 into an empty state
+//! directory), so the table has the row and its plumbing is proven. For the delta update, in
+//! the closure given to `measure` (which runs before every measured run, untimed):
+//!
+//! 1. install version 1 on a fresh state directory: write the IDF with version `1` and run
+//!    `update` (or `delivery` then `activate`) against `bench.direct_url`, unthrottled; it
+//!    runs before the opening wire mark, so its requests are not counted;
+//! 2. return the command that updates to version 2 (`update --idf` naming version `2`)
+//!    against `base` (the throttled or the direct URL, as given).
+//!
+//! The output to verify stays `apps/<app>/2/<payload>` in the state directory. The wire log
+//! counts everything the timed command asks for: `app.json`, the chunk indexes, the ranges.
 
 use std::fs;
 use std::path::Path;
