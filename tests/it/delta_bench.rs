@@ -3,8 +3,7 @@
 //! old one on the client side, in one run:
 //!
 //! - (a) a full download, `curl`;
-//! - (b) the agent ([`bench::delta_agent::agent_delta`]; today its full download, to be
-//!   switched to its delta update);
+//! - (b) the agent's delta update, version 1 installed ([`bench::delta_agent::agent_delta`]);
 //! - (c) `zsync -i OLD` with a `.zsync` control file (`zsyncmake`, default block size);
 //! - (d) `casync extract --seed=OLD` of a `.caibx` index with its chunk store on the same
 //!   Apache;

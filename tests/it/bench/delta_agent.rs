@@ -1,18 +1,9 @@
-//! (b) The agent's row.
-//!
-//! **To switch to the delta path (issue 14), change only [`agent_delta`] below.** Today it
-//! measures the agent's existing full download (`delivery` of version 2 into an empty state
-//! directory), so the table has the row and its plumbing is proven. For the delta update, in
-//! the closure given to `measure` (which runs before every measured run, untimed):
-//!
-//! 1. install version 1 on a fresh state directory: write the IDF with version `1` and run
-//!    `update` (or `delivery` then `activate`) against `bench.direct_url`, unthrottled; it
-//!    runs before the opening wire mark, so its requests are not counted;
-//! 2. return the command that updates to version 2 (`update --idf` naming version `2`)
-//!    against `base` (the throttled or the direct URL, as given).
-//!
-//! The output to verify stays `apps/<app>/2/<payload>` in the state directory. The wire log
-//! counts everything the timed command asks for: `app.json`, the chunk indexes, the ranges.
+//! (b) The agent's row: a delta update. Before every measured run (untimed, before the
+//! opening wire mark, straight to Apache) a fresh state directory gets version 1 installed by
+//! `update`; the measured command is `delivery` of version 2, which finds version 1 active and
+//! copies what it can (the chunk indexes are written by `repo index` when the pair is
+//! published). The wire log counts everything the timed command asks for: `app.json`, the
+//! chunk index, the small-chunk lists and the ranges.
 
 use std::fs;
 use std::path::Path;
@@ -32,10 +23,10 @@ pub fn agent_delta(bench: &Bench, p: &Published) -> Result<Row> {
     let idf = dir.join("idf.json");
     let output = installed_path(&state, &p.app, "2", &p.payload);
     let mut row = bench.measure(
-        "(b) igel-update-agent (today: full download)",
+        "(b) igel-update-agent delta update",
         format!(
             "igel-update-agent --config agent.toml --state-dir STATE delivery --idf IDF \
-             (repository $URL/{}, IDF: {} version 2, empty state)",
+             (repository $URL/{}, IDF: {} version 2, version 1 installed and active)",
             p.repo, p.app
         ),
         &p.pair.new,
@@ -43,6 +34,22 @@ pub fn agent_delta(bench: &Bench, p: &Published) -> Result<Row> {
         |base| {
             remove(&dir)?;
             fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            // Version 1, installed straight from Apache, not counted.
+            let conf = agent_config(&dir, &format!("{}{}", bench.direct_url, p.repo), None, 1)?;
+            write_idf(&idf, &p.app, "1")?;
+            let mut install = delivery(&bench.agent, &conf, &state, &idf);
+            if let Some(word) = install.iter_mut().find(|w| *w == "delivery") {
+                *word = "update".into();
+            }
+            let out = std::process::Command::new(&install[0])
+                .args(&install[1..])
+                .output()
+                .context("cannot run the agent")?;
+            anyhow::ensure!(
+                out.status.success(),
+                "installing version 1 failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             let conf = agent_config(&dir, &format!("{base}{}", p.repo), None, 1)?;
             write_idf(&idf, &p.app, "2")?;
             Ok(delivery(&bench.agent, &conf, &state, &idf))
