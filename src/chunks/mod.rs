@@ -22,7 +22,8 @@
 //! coarse to keep the index under 1 % of the file, and then fetches too much: 14.0 % at an
 //! average of 5.4 KiB, 10.7 % at 2.7 KiB (where the index alone is 1.3 %). With two levels, the
 //! same update costs 8.0 % (0.10 % large-chunk index, 0.43 % small-chunk lists, 7.5 % data), a
-//! 64 KiB insertion 0.13 % (zsync: 0.2 %), and a device that can reuse nothing pays the 0.10 %.
+//! 64 KiB insertion 0.13 % (zsync: 0.2 %), and a device that can reuse nothing pays the 0.10 %
+//! and a sample of 64 small-chunk lists (about 20 KB; see `transfer::delta`).
 //! casync's `.caibx` format (one level, 64 KiB chunks by default) was not used: its cut points
 //! come from a buzhash table found only in casync's LGPL source, and at 4 KiB chunks its 40
 //! bytes per chunk alone are 1 %.

@@ -90,6 +90,14 @@ pub async fn serve(
         "serving the repository read-only over WebDAV"
     );
     on_ready(addr);
+    // Without TCP_NODELAY a small response written in two parts (headers, then a short body)
+    // waits for the client's delayed ACK: 40 ms per range request, which made a delta of
+    // 12,000 ranges from `repo serve` take almost 8 minutes instead of seconds.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),

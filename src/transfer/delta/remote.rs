@@ -242,6 +242,11 @@ impl<'a> RangeReader<'a> {
         out.extend_from_slice(&open.pending.split_to(take));
         open.pos += take as u64;
         if open.pos == open.end {
+            // Read the end of the body, so that the connection goes back to the pool for the
+            // next range instead of being closed as unfinished.
+            if open.pending.is_empty() {
+                let _ = repository::next_chunk(&mut open.download).await;
+            }
             self.open = None;
         }
         Ok(take as u64)
