@@ -1,5 +1,5 @@
 //! Cutting a byte stream into small and large chunks (see the module above), in bounded memory:
-//! the reader is consumed in pieces of 1 MiB, and at most one large chunk's small-chunk list is
+//! the reader is consumed in pieces of 256 KiB, and at most one large chunk's small-chunk list is
 //! held at a time.
 
 use std::io::{self, Read};
@@ -10,7 +10,7 @@ use xxhash_rust::xxh3::xxh3_64;
 
 use super::Params;
 
-const READ_BYTES: usize = 1024 * 1024;
+const READ_BYTES: usize = 256 * 1024;
 
 /// One small chunk: its length and the XXH3-64 of its bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -320,7 +320,44 @@ fn run() -> Result<()> {
         let rows = measure_pair(&bench, p)?;
         println!("{}", table(&bench, p, &rows)?);
     }
+    if let Some(p) = published.iter().max_by_key(|p| file_len(&p.pair.old)) {
+        println!("{}", chunking_speed(&p.pair.old, opts.runs.max(3))?);
+    }
     Ok(())
+}
+
+fn file_len(path: &Path) -> u64 {
+    std::fs::metadata(path).map_or(0, |m| m.len())
+}
+
+/// How fast the agent reads and cuts a local version (what a device does to every seed of a
+/// delta): `chunks::chunk_reader` with the default parameters over `old`, from the page cache
+/// (read once before), median of `runs`.
+fn chunking_speed(old: &Path, runs: usize) -> Result<String> {
+    use igel_update_agent::chunks::{Chunker, Params, chunk_reader};
+    let chunker = Chunker::new(Params::DEFAULT);
+    let mut rates = Vec::new();
+    for _ in 0..=runs {
+        let file = std::fs::File::open(old).with_context(|| format!("{}", old.display()))?;
+        let started = std::time::Instant::now();
+        let mut large = 0u64;
+        let bytes = chunk_reader(&chunker, file, |_| {
+            large += 1;
+            Ok(())
+        })?;
+        rates.push(bytes as f64 / started.elapsed().as_secs_f64() / 1e6);
+    }
+    // The first run fills the page cache.
+    let mut warm = rates.split_off(1);
+    warm.sort_by(f64::total_cmp);
+    Ok(format!(
+        "### Reading and cutting a local version\n\n`chunks::chunk_reader` (FastCDC small chunks with XXH3, SHA-256 per large chunk) over {} ({} bytes, from the page cache): median {:.0} MB/s of {} runs ({}).\n",
+        old.display(),
+        file_len(old),
+        warm[warm.len() / 2],
+        warm.len(),
+        warm.iter().map(|r| format!("{r:.0}")).collect::<Vec<_>>().join(", ")
+    ))
 }
 
 /// Every method on one pair, in the table's order.

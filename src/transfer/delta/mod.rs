@@ -45,8 +45,8 @@ use remote::RangeReader;
 pub use remote::NoRanges;
 
 /// The most small chunks looked up at once (ids, locations and lists: 26 bytes each, about
-/// 3.4 MB).
-const SMALL_BUDGET: usize = 128 * 1024;
+/// 2.5 MB). With it, a 1 GiB delta peaks at about 16 MB of RSS (`docs/BENCHMARKS.md`).
+const SMALL_BUDGET: usize = 96 * 1024;
 /// How many small-chunk lists a device reads to decide whether a delta is worth it, when it
 /// found little at the large level.
 const SAMPLE_LISTS: usize = 64;
