@@ -356,7 +356,10 @@ fn chunking_speed(old: &Path, runs: usize) -> Result<String> {
         file_len(old),
         warm[warm.len() / 2],
         warm.len(),
-        warm.iter().map(|r| format!("{r:.0}")).collect::<Vec<_>>().join(", ")
+        warm.iter()
+            .map(|r| format!("{r:.0}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     ))
 }
 

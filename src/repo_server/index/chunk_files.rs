@@ -19,16 +19,16 @@ use crate::manifest::{ChunkIndexRef, FileSpec, sha256_hex};
 pub const MIN_INDEXED_BYTES: u64 = 256 * 1024;
 
 /// Whether `path`, found in a version directory holding `all`, is a chunk index rather than a
-/// file of the app: `X.chunks` or `X.chunks.fine` beside `X`, or one left behind by a file
-/// that is gone (recognized by its first bytes).
+/// file of the app: `X.chunks` that starts with the index's magic bytes (whether or not `X`
+/// is still there), or `X.chunks.fine` beside such an index, or beside `X` when `X.chunks` is
+/// missing (a run interrupted between the two). Anything else is the app's own file, and
+/// [`describe`] refuses to overwrite it.
 pub(super) fn is_index_file(dir: &Path, path: &str, all: &HashSet<&str>) -> bool {
     if let Some(base) = path.strip_suffix(FINE_SUFFIX) {
-        return all.contains(base) || starts_with_magic(&dir.join(format!("{base}{INDEX_SUFFIX}")));
+        let index = dir.join(format!("{base}{INDEX_SUFFIX}"));
+        return starts_with_magic(&index) || (!index.exists() && all.contains(base));
     }
-    if let Some(base) = path.strip_suffix(INDEX_SUFFIX) {
-        return all.contains(base) || starts_with_magic(&dir.join(path));
-    }
-    false
+    path.ends_with(INDEX_SUFFIX) && starts_with_magic(&dir.join(path))
 }
 
 fn starts_with_magic(path: &Path) -> bool {
@@ -52,6 +52,17 @@ pub(super) fn describe(dir: &Path, rel: &str) -> Result<FileSpec, RepoServerErro
             size,
             sha256,
             chunks: None,
+        });
+    }
+    let index_rel = format!("{rel}{INDEX_SUFFIX}");
+    let taken = dir.join(&index_rel);
+    if taken.exists() && !starts_with_magic(&taken) {
+        return Err(RepoServerError::BadName {
+            path: taken,
+            reason: format!(
+                "this is where the chunk index of {rel} goes, and it is not one (an app file \
+                 of that name would be overwritten)"
+            ),
         });
     }
     let parent = path.parent().unwrap_or(dir);
@@ -103,7 +114,6 @@ pub(super) fn describe(dir: &Path, rel: &str) -> Result<FileSpec, RepoServerErro
             chunks: None,
         });
     }
-    let index_rel = format!("{rel}{INDEX_SUFFIX}");
     let fine_target = dir.join(format!("{rel}{FINE_SUFFIX}"));
     fine.as_file()
         .sync_all()

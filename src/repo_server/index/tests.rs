@@ -246,3 +246,26 @@ fn large_files_get_a_chunk_index_beside_them_that_is_never_listed_as_a_file() {
         assert_eq!(mode & 0o777, 0o644);
     }
 }
+
+#[test]
+fn an_app_file_where_a_chunk_index_goes_is_never_overwritten() {
+    let repo = tempfile::tempdir().unwrap();
+    let version = repo.path().join("app/1");
+    let big: Vec<u8> = (0..300_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
+        .collect();
+    write(&version.join("big.bin"), &big);
+    write(&version.join("big.bin.chunks"), b"the app's own file");
+
+    let err = index(repo.path()).unwrap_err().to_string();
+
+    assert!(
+        err.contains("big.bin.chunks") && err.contains("not one"),
+        "{err}"
+    );
+    assert_eq!(
+        fs::read(version.join("big.bin.chunks")).unwrap(),
+        b"the app's own file"
+    );
+    assert!(!version.join("app.json").exists());
+}
