@@ -243,18 +243,16 @@ impl Agent {
             store: self.store.clone(),
         };
         // The versions whose files may hold chunks of the new ones: the active one first.
-        let hints_versions: Vec<String> = {
+        let earlier_versions: Vec<String> = {
             let state = self.store.snapshot();
             let record = state.apps.iter().find(|a| &a.name == name);
-            let mut versions: Vec<String> = record
+            record
                 .into_iter()
                 .flat_map(|r| [r.active_version.clone(), r.previous_version.clone()])
                 .flatten()
                 .chain(self.store.current_version(name))
                 .filter(|v| v != version)
-                .collect();
-            versions.dedup();
-            versions
+                .collect()
         };
         let fetches = p.manifest.files.iter().map(|f| {
             let job = FileJob {
@@ -265,7 +263,7 @@ impl Agent {
                 part: self.store.part_file(name, version, &f.path),
                 local: self.store.staged_file(name, version, &f.path),
                 if_range: hints.get(&f.path).and_then(if_range),
-                seeds: seeds(&self.store, name, version, &f.path, &hints_versions),
+                seeds: seeds(&self.store, name, version, &f.path, &earlier_versions),
             };
             let (slots, observer) = (slots.clone(), &observer);
             async move {

@@ -183,11 +183,7 @@ fn resume_validator(headers: &HeaderMap) -> Option<String> {
 
 /// `bytes START-END/TOTAL` -> (START, TOTAL).
 fn parse_content_range(headers: &HeaderMap) -> Option<(u64, Option<u64>)> {
-    let value = headers.get(CONTENT_RANGE)?.to_str().ok()?;
-    let rest = value.trim().strip_prefix("bytes ")?;
-    let (range, total) = rest.split_once('/')?;
-    let (start, _end) = range.split_once('-')?;
-    Some((start.trim().parse().ok()?, total.trim().parse().ok()))
+    exact_content_range(headers).map(|(start, _, total)| (start, total))
 }
 
 #[cfg(test)]

@@ -52,7 +52,7 @@ fn update_to(device: &Device, version: &str) -> String {
     out.stderr.clone()
 }
 
-/// Body bytes Apache sent for `path` in `entries`.
+/// Body bytes the server sent for `entries`.
 fn sent(entries: &[AccessEntry]) -> u64 {
     entries.iter().map(|e| e.bytes).sum()
 }
