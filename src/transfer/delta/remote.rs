@@ -166,6 +166,15 @@ impl<'a> RangeReader<'a> {
         self.open = None;
         self.failures = 0;
         self.window = SpeedWindow::new();
+        if let Some(next) = self.transfer.repositories.get(self.repo + 1) {
+            tracing::warn!(
+                repository = repo.name(),
+                "{}: {} failed for a delta: {reason}; going on with {}",
+                self.remote,
+                repo.name(),
+                next.name()
+            );
+        }
         self.reasons.push((repo.name().to_string(), reason));
         self.repo += 1;
     }

@@ -377,6 +377,12 @@ fn a_repository_failing_midway_through_a_delta_is_continued_by_the_next() {
 
     let out = running.wait(std::time::Duration::from_secs(120));
     out.assert_success();
+    assert!(
+        out.stderr.contains("branch failed for a delta")
+            && out.stderr.contains("going on with central"),
+        "the failover is in the log: {}",
+        out.stderr
+    );
 
     device.assert_delivered((APP, "2"), FILE, &v2, "central");
     let continued = gets(&fast, &file_path("2"));
