@@ -194,6 +194,7 @@ fn a_wrong_index_falls_back_to_a_full_download_and_says_why() {
     let app_json = fs::read_to_string(dir.join("app.json")).unwrap();
     let mut manifest: serde_json::Value = serde_json::from_str(&app_json).unwrap();
     manifest["files"][0]["chunks"]["sha256"] = sha256_hex(&wrong_index).into();
+    manifest["files"][0]["chunks"]["size"] = wrong_index.len().into();
     fs::write(dir.join("app.json"), manifest.to_string()).unwrap();
 
     let log = update_to(&device, "2");
