@@ -26,17 +26,17 @@
 //! it and downloads the file whole, resuming after the verified chunks already written. Only
 //! a failure of the part file (the device's own disk) ends the transfer.
 
+mod assemble;
 mod local;
 mod remote;
+mod window;
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use sha2::{Digest, Sha256};
-
 use super::part::{PartFile, Pipeline};
 use super::{Fetched, FileJob, Observer, Transfer};
-use crate::chunks::{self, FINE_ENTRY_BYTES, Index, MIN_REUSE_DIVISOR, SmallChunk};
+use crate::chunks::{FINE_ENTRY_BYTES, Index, MIN_REUSE_DIVISOR};
 use crate::manifest::{ChunkIndexRef, sha256_hex};
 use crate::report::human_bytes;
 use local::{Location, Seeds};
@@ -89,54 +89,6 @@ enum ChunkSource {
     Local(Location),
     /// To be put together from small chunks, or downloaded.
     Missing,
-}
-
-/// The small-chunk lists of one window's missing large chunks, and where the seeds hold
-/// their small chunks.
-#[derive(Default)]
-struct Window {
-    /// The raw `.chunks.fine` entries of the lists read, back to back.
-    lists: Vec<u8>,
-    /// Per large chunk (by index), where its list starts in `lists`, when it was read and is
-    /// right.
-    at: std::collections::HashMap<usize, usize>,
-    /// Ids of the small chunks wanted, sorted, and where a seed holds each (packed).
-    ids: Vec<u64>,
-    found: Vec<u64>,
-}
-
-impl Window {
-    /// The small chunks of large chunk `i` with where a seed holds each, if its list is known.
-    fn pieces(&self, i: usize, small: u16) -> Option<Vec<(SmallChunk, Option<Location>)>> {
-        let start = *self.at.get(&i)?;
-        let raw = &self.lists[start..start + usize::from(small) * FINE_ENTRY_BYTES];
-        Some(
-            raw.chunks_exact(FINE_ENTRY_BYTES)
-                .map(|e| {
-                    let s = SmallChunk {
-                        len: u16::from_le_bytes([e[0], e[1]]),
-                        id: u64::from_le_bytes(e[2..10].try_into().expect("8 bytes")),
-                    };
-                    let at = self
-                        .ids
-                        .binary_search(&s.id)
-                        .ok()
-                        .and_then(|k| Location::unpack(self.found[k]));
-                    (s, at)
-                })
-                .collect(),
-        )
-    }
-
-    /// Bytes of large chunk `i` the seeds hold (0 without a list).
-    fn reusable(&self, i: usize, small: u16) -> u64 {
-        self.pieces(i, small).map_or(0, |p| {
-            p.iter()
-                .filter(|(_, l)| l.is_some())
-                .map(|(s, _)| u64::from(s.len))
-                .sum()
-        })
-    }
 }
 
 /// One delta in progress: the index, where each large chunk starts in the file and in the
@@ -339,226 +291,6 @@ impl Delta<'_> {
             )));
         }
         Ok(())
-    }
-
-    /// Reads the small-chunk lists of the large chunks `chunks` (in increasing order) and
-    /// looks for their small chunks in the seeds. A list that cannot be read or is not right
-    /// leaves its large chunk to be downloaded whole.
-    async fn window(&mut self, chunks: &[usize]) -> Result<Window, DeltaError> {
-        let fo = &self.fine_offsets;
-        self.fine.set_plan(chunks::plan(
-            chunks.iter().map(|&i| (fo[i], fo[i + 1] - fo[i])),
-        ));
-        let mut window = Window::default();
-        let mut buf = Vec::new();
-        for &i in chunks {
-            buf.clear();
-            let (start, len) = (fo[i], fo[i + 1] - fo[i]);
-            if let Err(e) = self.fine.read(start, len, &mut buf).await {
-                let job = self.job;
-                tracing::info!(app = %job.app, version = %job.version,
-                    "{} {}: {}: small-chunk lists not available ({}); the chunks missing are downloaded whole",
-                    job.app, job.version, job.spec.path, describe(&e.0));
-                break;
-            }
-            let last = i + 1 == self.index.large.len();
-            let entry = self.index.large[i];
-            if let Some(list) = chunks::parse_fine_list(&buf, &self.index.params, entry.len, last) {
-                window.at.insert(i, window.lists.len());
-                window.lists.extend_from_slice(&buf);
-                window.ids.extend(list.iter().map(|s| s.id));
-            }
-        }
-        window.ids.sort_unstable();
-        window.ids.dedup();
-        if !window.ids.is_empty() {
-            let ids = std::mem::take(&mut window.ids);
-            let (found, ids) = blocking({
-                let (seeds, index) = (self.seeds.clone(), self.index.clone());
-                move || Ok((seeds.find_small(&index, &ids), ids))
-            })
-            .await?;
-            window.ids = ids;
-            window.found = found;
-        }
-        Ok(window)
-    }
-
-    /// Writes large chunks `done..` in order, a window of missing chunks at a time.
-    async fn assemble(
-        &mut self,
-        sources: &[ChunkSource],
-        done: usize,
-        pipe: &mut Pipeline,
-        progress: &mut Progress<'_>,
-    ) -> Result<(), DeltaError> {
-        let n = self.index.large.len();
-        let mut start = done;
-        while start < n {
-            // The window: chunks start..end, with at most SMALL_BUDGET small chunks missing.
-            let (mut end, mut small) = (start, 0usize);
-            let mut missing = Vec::new();
-            while end < n {
-                if let ChunkSource::Missing = sources[end - done] {
-                    let count = usize::from(self.index.large[end].small);
-                    if small + count > SMALL_BUDGET && !missing.is_empty() {
-                        break;
-                    }
-                    small += count;
-                    missing.push(end);
-                }
-                end += 1;
-            }
-            let window = self.window(&missing).await?;
-            self.data.set_plan(self.data_plan(&missing, &window));
-            for i in start..end {
-                let entry = self.index.large[i];
-                let (bytes, copied) = match sources[i - done] {
-                    ChunkSource::Local(at) => self.copy(at, i).await?,
-                    ChunkSource::Missing => match window.pieces(i, entry.small) {
-                        Some(pieces) => self.put_together(i, pieces).await?,
-                        None => (None, 0),
-                    },
-                };
-                let bytes = match bytes {
-                    Some(b) => b,
-                    None => self.download_whole(i).await?,
-                };
-                pipe.push(bytes.into()).await?;
-                progress.add(i64::from(entry.len), copied);
-            }
-            start = end;
-        }
-        Ok(())
-    }
-
-    /// The byte ranges of the file to download for the `missing` chunks of a window: the
-    /// small chunks no seed holds, or the whole large chunk without a usable list.
-    fn data_plan(&self, missing: &[usize], window: &Window) -> Vec<(u64, u64)> {
-        let mut needed = Vec::new();
-        for &i in missing {
-            let entry = self.index.large[i];
-            match window.pieces(i, entry.small) {
-                Some(pieces) if pieces.iter().any(|(_, l)| l.is_some()) => {
-                    let mut at = self.offsets[i];
-                    for (s, l) in pieces {
-                        if l.is_none() {
-                            needed.push((at, u64::from(s.len)));
-                        }
-                        at += u64::from(s.len);
-                    }
-                }
-                _ => needed.push((self.offsets[i], u64::from(entry.len))),
-            }
-        }
-        chunks::plan(needed)
-    }
-
-    /// Large chunk `i` from a seed, verified; `None` when the bytes are not right.
-    async fn copy(&self, at: Location, i: usize) -> Result<(Option<Vec<u8>>, u64), DeltaError> {
-        let len = self.index.large[i].len as usize;
-        let seeds = self.seeds.clone();
-        let read = blocking(move || {
-            let mut buf = vec![0u8; len];
-            Ok(seeds.read(at, &mut buf).map(|()| buf))
-        })
-        .await?;
-        self.verified(i, read, len as u64).await
-    }
-
-    /// Large chunk `i` from its small chunks: the downloaded ones first, in order, then the
-    /// local ones in one go; verified. `None` when the bytes are not right.
-    async fn put_together(
-        &mut self,
-        i: usize,
-        pieces: Vec<(SmallChunk, Option<Location>)>,
-    ) -> Result<(Option<Vec<u8>>, u64), DeltaError> {
-        if pieces.iter().all(|(_, l)| l.is_none()) {
-            return Ok((None, 0));
-        }
-        let len = self.index.large[i].len as usize;
-        let start = self.offsets[i];
-        let mut buf = Vec::with_capacity(len);
-        let mut local = Vec::new();
-        for (s, l) in &pieces {
-            let n = u64::from(s.len);
-            match l {
-                Some(l) => {
-                    local.push((*l, buf.len(), n as usize));
-                    buf.resize(buf.len() + n as usize, 0);
-                }
-                None => {
-                    let at = start + buf.len() as u64;
-                    self.data
-                        .read(at, n, &mut buf)
-                        .await
-                        .map_err(|e| download_failed(&e.0))?;
-                }
-            }
-        }
-        let copied: u64 = local.iter().map(|(_, _, n)| *n as u64).sum();
-        let seeds = self.seeds.clone();
-        let read = blocking(move || {
-            let mut buf = buf;
-            for (l, at, n) in local {
-                if let Err(e) = seeds.read(l, &mut buf[at..at + n]) {
-                    return Ok(Err(e));
-                }
-            }
-            Ok(Ok(buf))
-        })
-        .await?;
-        self.verified(i, read, copied).await
-    }
-
-    /// `read` if it is large chunk `i`'s bytes, with `copied` (the bytes that came from the
-    /// device); else `None`, logged.
-    async fn verified(
-        &self,
-        i: usize,
-        read: std::io::Result<Vec<u8>>,
-        copied: u64,
-    ) -> Result<(Option<Vec<u8>>, u64), DeltaError> {
-        let (start, entry) = (self.offsets[i], self.index.large[i]);
-        let end = start + u64::from(entry.len) - 1;
-        let buf = match read {
-            Ok(buf) => buf,
-            Err(e) => {
-                tracing::warn!(app = %self.job.app, "{}: bytes {start}-{end}: a local copy cannot be read ({e}); downloading them", self.job.spec.path);
-                return Ok((None, 0));
-            }
-        };
-        let (buf, ok) = blocking(move || {
-            let ok = Sha256::digest(&buf).as_slice() == entry.sha256;
-            Ok((buf, ok))
-        })
-        .await?;
-        if ok {
-            return Ok((Some(buf), copied));
-        }
-        tracing::warn!(app = %self.job.app,
-            "{}: bytes {start}-{end} put together from the device do not match their SHA-256 (a local copy changed?); downloading them",
-            self.job.spec.path);
-        Ok((None, 0))
-    }
-
-    /// Large chunk `i` downloaded in one piece and verified; a mismatch ends the delta.
-    async fn download_whole(&mut self, i: usize) -> Result<Vec<u8>, DeltaError> {
-        let (start, entry) = (self.offsets[i], self.index.large[i]);
-        let len = u64::from(entry.len);
-        let mut b = Vec::with_capacity(len as usize);
-        self.data
-            .read(start, len, &mut b)
-            .await
-            .map_err(|e| download_failed(&e.0))?;
-        if Sha256::digest(&b).as_slice() != entry.sha256 {
-            return Err(fallback(format!(
-                "bytes {start}-{} from {} do not match the chunk index",
-                start + len - 1,
-                self.data.repository().unwrap_or("the repository")
-            )));
-        }
-        Ok(b)
     }
 }
 
