@@ -45,6 +45,7 @@ mod bench {
     pub mod delta_publish;
     pub mod delta_wire;
     pub mod interrupt;
+    pub mod options;
     // The transfer bench's apps and agent configuration; this bench uses a part of it.
     #[allow(dead_code)]
     pub mod repo;
@@ -112,37 +113,9 @@ struct Options {
 }
 
 fn options() -> Result<Options> {
-    let number = |key: &str, default: u64| -> Result<u64> {
-        match std::env::var(key) {
-            Ok(v) => v
-                .trim()
-                .parse()
-                .ok()
-                .filter(|n| *n > 0)
-                .with_context(|| format!("{key}={v:?} is not a positive number")),
-            Err(_) => Ok(default),
-        }
-    };
-    let agent = std::env::var_os("IGEL_AGENT_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| support::agent::agent_bin().to_path_buf());
-    if !agent.is_file() {
-        bail!("IGEL_AGENT_BIN {} is not a file", agent.display());
-    }
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
-    let named = if args.is_empty() {
-        std::env::var("BENCH_DELTA_PAIRS").unwrap_or_default()
-    } else {
-        args.join(",")
-    };
-    let mut parts: Vec<String> = named
-        .split([',', ' '])
-        .filter(|p| !p.is_empty())
-        .map(str::to_string)
-        .collect();
+    use bench::options::{agent_binary, named_parts, number};
+    let agent = agent_binary()?;
+    let mut parts = named_parts("BENCH_DELTA_PAIRS");
     for p in &parts {
         if !PARTS.contains(&p.as_str()) {
             bail!("unknown pair {p:?} ({})", PARTS.join(", "));

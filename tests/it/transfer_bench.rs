@@ -36,6 +36,7 @@ mod support;
 mod bench {
     pub mod interrupt;
     pub mod limit;
+    pub mod options;
     pub mod repo;
     pub mod run;
     pub mod throughput;
@@ -83,37 +84,11 @@ pub struct Options {
 
 impl Options {
     fn from_env() -> Result<Options> {
-        let number = |key: &str, default: u64| -> Result<u64> {
-            match std::env::var(key) {
-                Ok(v) => v
-                    .trim()
-                    .parse()
-                    .ok()
-                    .filter(|n| *n > 0)
-                    .with_context(|| format!("{key}={v:?} is not a positive number")),
-                Err(_) => Ok(default),
-            }
-        };
-        let agent = std::env::var_os("IGEL_AGENT_BIN")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| support::agent::agent_bin().to_path_buf());
-        if !agent.is_file() {
-            bail!("IGEL_AGENT_BIN {} is not a file", agent.display());
-        }
-        // `cargo bench` passes `--bench`; every other argument names a part.
-        let args: Vec<String> = std::env::args()
-            .skip(1)
-            .filter(|a| !a.starts_with('-'))
-            .collect();
-        let named = if args.is_empty() {
-            std::env::var("BENCH_PARTS").unwrap_or_default()
-        } else {
-            args.join(",")
-        };
-        let mut parts = named
-            .split([',', ' '])
-            .filter(|p| !p.is_empty())
-            .map(Part::parse)
+        use bench::options::{agent_binary, named_parts, number};
+        let agent = agent_binary()?;
+        let mut parts = named_parts("BENCH_PARTS")
+            .iter()
+            .map(|p| Part::parse(p))
             .collect::<Result<Vec<_>>>()?;
         if parts.is_empty() {
             parts = Part::ALL.to_vec();

@@ -33,6 +33,9 @@ mod support;
 mod bench {
     pub mod fleet;
     pub mod interrupt;
+    // The parts of a bench's command line; this one has none.
+    #[allow(dead_code)]
+    pub mod options;
     pub mod report;
     pub mod tally;
 }
@@ -41,7 +44,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use serde_json::{Value, json};
 
 use bench::fleet::{Fleet, UmsSection, Usage};
@@ -64,25 +67,11 @@ struct Options {
 
 impl Options {
     fn from_env() -> Result<Options> {
-        let number = |key: &str, default: usize| -> Result<usize> {
-            match std::env::var(key) {
-                Ok(v) => v
-                    .parse()
-                    .ok()
-                    .filter(|n| *n > 0)
-                    .with_context(|| format!("{key}={v:?} is not a positive number")),
-                Err(_) => Ok(default),
-            }
-        };
-        let bin = std::env::var_os("IGEL_AGENT_BIN")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| support::agent::agent_bin().to_path_buf());
-        if !bin.is_file() {
-            bail!("IGEL_AGENT_BIN {} is not a file", bin.display());
-        }
+        use bench::options::{agent_binary, number};
+        let bin = agent_binary()?;
         Ok(Options {
-            agents: number("BENCH_AGENTS", 200)?,
-            baseline: number("BENCH_BASELINE", 5)?,
+            agents: number("BENCH_AGENTS", 200)? as usize,
+            baseline: number("BENCH_BASELINE", 5)? as usize,
             bin,
         })
     }
