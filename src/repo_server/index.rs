@@ -301,19 +301,34 @@ fn existing_reboot(path: &Path) -> bool {
 /// Replaces `target` (in `dir`) with `bytes`: temporary file in the same directory, fsync,
 /// rename, fsync of the directory, so a crash leaves the old or the new file, never a mix.
 fn write_atomically(dir: &Path, target: &Path, bytes: &[u8]) -> Result<(), RepoServerError> {
-    let mut temp = tempfile::Builder::new()
+    let mut temp = temp_file_in(dir)?;
+    temp.write_all(bytes)
+        .map_err(RepoServerError::io(temp.path(), "write the temporary file"))?;
+    persist(temp, dir, target)
+}
+
+/// A temporary file in `dir`, readable by web servers running as other users and named so
+/// that `repo index` never lists a leftover of it.
+fn temp_file_in(dir: &Path) -> Result<tempfile::NamedTempFile, RepoServerError> {
+    tempfile::Builder::new()
         .prefix(TEMP_PREFIX)
-        // Repositories are read by web servers running as other users.
         .permissions(Permissions::from_mode(0o644))
         .tempfile_in(dir)
         .map_err(RepoServerError::io(
             dir,
             "create a temporary file in the directory",
-        ))?;
-    let temp_path = temp.path().to_owned();
-    temp.write_all(bytes)
-        .and_then(|()| temp.as_file().sync_all())
-        .map_err(RepoServerError::io(&temp_path, "write the temporary file"))?;
+        ))
+}
+
+/// Makes `temp` (in `dir`) durable and renames it over `target`, then syncs `dir`.
+fn persist(
+    temp: tempfile::NamedTempFile,
+    dir: &Path,
+    target: &Path,
+) -> Result<(), RepoServerError> {
+    temp.as_file()
+        .sync_all()
+        .map_err(RepoServerError::io(temp.path(), "write the temporary file"))?;
     temp.persist(target)
         .map_err(|e| RepoServerError::io(target, "replace the file")(e.error))?;
     File::open(dir)

@@ -3,14 +3,13 @@
 //! its SHA-256 as well, and named in its `app.json` entry.
 
 use std::collections::HashSet;
-use std::fs::{self, File, Permissions};
+use std::fs::{self, File};
 use std::io::{BufWriter, Read, Write};
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-use super::{RepoServerError, TEMP_PREFIX, hash_file, write_atomically};
+use super::{RepoServerError, hash_file, persist, temp_file_in, write_atomically};
 use crate::chunks::{self, Chunker, FINE_SUFFIX, INDEX_SUFFIX, Index, MAX_INDEX_BYTES, Params};
 use crate::manifest::{ChunkIndexRef, FileSpec, sha256_hex};
 
@@ -66,14 +65,7 @@ pub(super) fn describe(dir: &Path, rel: &str) -> Result<FileSpec, RepoServerErro
         });
     }
     let parent = path.parent().unwrap_or(dir);
-    let mut fine = tempfile::Builder::new()
-        .prefix(TEMP_PREFIX)
-        .permissions(Permissions::from_mode(0o644))
-        .tempfile_in(parent)
-        .map_err(RepoServerError::io(
-            parent,
-            "create a temporary file in the directory",
-        ))?;
+    let mut fine = temp_file_in(parent)?;
     let fine_path = fine.path().to_owned();
     let mut reader = Hashing {
         inner: File::open(&path).map_err(RepoServerError::io(&path, "open the file"))?,
@@ -115,11 +107,7 @@ pub(super) fn describe(dir: &Path, rel: &str) -> Result<FileSpec, RepoServerErro
         });
     }
     let fine_target = dir.join(format!("{rel}{FINE_SUFFIX}"));
-    fine.as_file()
-        .sync_all()
-        .map_err(RepoServerError::io(&fine_path, "write the temporary file"))?;
-    fine.persist(&fine_target)
-        .map_err(|e| RepoServerError::io(&fine_target, "replace the file")(e.error))?;
+    persist(fine, parent, &fine_target)?;
     write_atomically(parent, &dir.join(&index_rel), &bytes)?;
     Ok(FileSpec {
         path: rel.to_owned(),
