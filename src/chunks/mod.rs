@@ -51,15 +51,17 @@
 mod chunker;
 mod estimate;
 mod format;
+mod rules;
 #[cfg(test)]
 mod tests;
 
 pub use chunker::{Chunker, LargeChunk, SmallChunk, chunk_reader};
-pub use estimate::{Estimate, MAX_REQUEST, MERGE_GAP, MIN_REUSE_DIVISOR, estimate, plan};
+pub use estimate::{Estimate, estimate};
 pub use format::{
     FINE_ENTRY_BYTES, HEADER_BYTES, Index, IndexError, LARGE_ENTRY_BYTES, LargeEntry, MAGIC,
     MAX_INDEX_BYTES, fine_entries, parse_fine_list,
 };
+pub use rules::{MAX_REQUEST, MERGE_GAP, MIN_REUSE_DIVISOR, plan};
 
 /// Local files smaller than this are not searched for chunks of another file.
 pub const MIN_SEED_BYTES: u64 = 256 * 1024;
